@@ -1,0 +1,55 @@
+/* The kernel registry: every convolution kernel variant of this build, named op_dtype_algo__isa
+ * (XNNPACK's scheme: "conv_fwd_f32_ref__scalar"), with a predicate for the shapes it serves.
+ * The table is constant; which entries may run is decided by the CPU features detected at start-up. */
+#ifndef INCV3_REGISTRY_H
+#define INCV3_REGISTRY_H
+
+#include <stddef.h>
+
+#include "kernel_types.h"
+
+typedef enum incv3_isa { INCV3_ISA_SCALAR = 0, INCV3_ISA_AVX2 = 1, INCV3_ISA_NEON = 2, INCV3_ISA_COUNT } incv3_isa;
+
+typedef enum incv3_conv_pass {
+    INCV3_CONV_FWD = 0,
+    INCV3_CONV_BWD_DATA = 1,
+    INCV3_CONV_BWD_WEIGHTS = 2,
+} incv3_conv_pass;
+
+typedef void (*incv3_conv_fwd_fn)(const incv3_conv_shape *s, const float *x, const float *w, float *y);
+typedef void (*incv3_conv_bwd_data_fn)(const incv3_conv_shape *s, const float *dy, const float *w, float *dx,
+                                       int accumulate);
+typedef void (*incv3_conv_bwd_weights_fn)(const incv3_conv_shape *s, const float *x, const float *dy,
+                                          float *dw);
+
+typedef struct incv3_conv_kernel {
+    const char *name;
+    incv3_conv_pass pass;
+    const char *algo; /* "ref", "direct", ... */
+    incv3_isa isa;
+    int (*supports)(const incv3_conv_shape *s); /* NULL: every shape */
+    union {
+        incv3_conv_fwd_fn fwd;
+        incv3_conv_bwd_data_fn bwd_data;
+        incv3_conv_bwd_weights_fn bwd_weights;
+    } fn;
+} incv3_conv_kernel;
+
+/* CPU features, detected once. */
+int incv3_cpu_has_avx2_fma(void);
+/* Best ISA this CPU runs among those compiled in. */
+incv3_isa incv3_isa_best(void);
+const char *incv3_isa_name(incv3_isa isa);
+/* "scalar", "avx2", "neon"; -1 when unknown. */
+int incv3_isa_from_name(const char *name);
+/* 1 when compiled in and supported by this CPU. */
+int incv3_isa_available(incv3_isa isa);
+
+/* The whole table. */
+const incv3_conv_kernel *incv3_conv_kernel_table(size_t *count);
+
+/* The kernel for (pass, isa, algo) serving shape s, or NULL. algo NULL means any. */
+const incv3_conv_kernel *incv3_conv_kernel_find(incv3_conv_pass pass, incv3_isa isa, const char *algo,
+                                                const incv3_conv_shape *s);
+
+#endif

@@ -1,0 +1,20 @@
+# Sourced by scripts/test and scripts/demo: makes sure the Debian build dependencies are installed.
+# As root it installs what is missing with apt-get; otherwise it prints the exact command and stops.
+incv3_build_packages=(gcc libc6-dev meson ninja-build pkg-config libhwloc-dev libcmocka-dev zlib1g-dev libjansson-dev)
+
+incv3_ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "installing: ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+        echo "missing build dependencies; install them with:" >&2
+        echo "  sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+}

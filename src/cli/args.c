@@ -1,0 +1,80 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE) {
+        fprintf(stderr, "incv3 %s: %s %s: not an integer\n", cmd, flag, text);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "incv3 %s: %s %s: must be between %ld and %ld\n", cmd, flag, text, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+        fprintf(stderr, "incv3 %s: %s %s: not a number\n", cmd, flag, text);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "incv3 %s: %s %s: must be between %g and %g\n", cmd, flag, text, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    opterr = 0;
+    int prev = optind;
+    int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+    if (c != '?' && c != ':')
+        return c;
+    const char *arg = prev < argc ? argv[prev] : "?";
+    if (optopt) {
+        int takes_arg = 0;
+        for (const struct option *o = longopts; o->name; o++)
+            if (o->val == optopt && o->has_arg == required_argument)
+                takes_arg = 1;
+        if (takes_arg)
+            fprintf(stderr, "incv3 %s: %s needs a value\n", cmd, arg);
+        else
+            fprintf(stderr, "incv3 %s: unknown flag %s\n", cmd, arg);
+    } else {
+        /* A long option: unknown, or its value is missing. */
+        const char *name = arg[0] == '-' && arg[1] == '-' ? arg + 2 : arg;
+        size_t len = strcspn(name, "=");
+        int known = 0;
+        for (const struct option *o = longopts; o->name; o++)
+            if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+                known = 1;
+        if (known)
+            fprintf(stderr, "incv3 %s: %s needs a value\n", cmd, arg);
+        else
+            fprintf(stderr, "incv3 %s: unknown flag %s\n", cmd, arg);
+    }
+    return '?';
+}
+
+int cli_usage_hint(const char *cmd)
+{
+    fprintf(stderr, "Try 'incv3 %s --help'.\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,25 @@
+/* Command-line conventions shared by every incv3 command: errors to stderr naming the flag, exit status 2
+ * for usage errors and 1 for other failures, the last of a repeated flag wins. */
+#ifndef INCV3_CLI_H
+#define INCV3_CLI_H
+
+#include <getopt.h>
+
+#define EXIT_USAGE 2
+
+/* Strict parsers: the whole string must be a number in [lo, hi]. On failure they print
+ * "incv3 CMD: --flag VALUE: reason" to stderr and return non-zero. */
+int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, int *out);
+int cli_parse_double(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out);
+
+/* Runs getopt_long and reports unknown flags and missing values by name. Returns the option, -1 at the
+ * end, or '?' after printing the error (the caller exits with EXIT_USAGE). */
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* "Try 'incv3 CMD --help'." on stderr; returns EXIT_USAGE. */
+int cli_usage_hint(const char *cmd);
+
+int cmd_summary(int argc, char **argv);
+int cmd_check_golden(int argc, char **argv);
+
+#endif

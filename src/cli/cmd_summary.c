@@ -1,0 +1,72 @@
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+#include "incv3/model.h"
+
+static const char usage[] =
+    "Usage: incv3 summary [--image-size N] [--no-aux] [--classes K] [--width W]\n"
+    "\n"
+    "Prints the model as a table in the seed's format (Layer (type) | Output Shape | Param #, with block\n"
+    "headers), then the parameter totals and the forward multiply-accumulates per image.\n"
+    "\n"
+    "  --image-size N   input height and width (default 299, at least 75)\n"
+    "  --no-aux         without the auxiliary head (needed below 299: the aux head wants a 17x17 grid)\n"
+    "  --classes K      output classes (default 10)\n"
+    "  --width W        channel multiplier in (0, 4] (default 1; e.g. 0.25 for small test models)\n"
+    "  -h, --help       this help\n";
+
+int cmd_summary(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"image-size", required_argument, NULL, 's'}, {"no-aux", no_argument, NULL, 'n'},
+        {"classes", required_argument, NULL, 'k'},    {"width", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    incv3_model_config cfg = incv3_model_config_default();
+    int c;
+    while ((c = cli_getopt("summary", argc, argv, "h", opts)) != -1) {
+        switch (c) {
+        case 's':
+            if (cli_parse_int("summary", "--image-size", optarg, 1, 100000, &cfg.image_size))
+                return cli_usage_hint("summary");
+            break;
+        case 'n':
+            cfg.aux = 0;
+            break;
+        case 'k':
+            if (cli_parse_int("summary", "--classes", optarg, 2, 100000, &cfg.classes))
+                return cli_usage_hint("summary");
+            break;
+        case 'w':
+            if (cli_parse_double("summary", "--width", optarg, 1e-9, 4, &cfg.width)) {
+                if (cfg.width <= 0)
+                    fputs("incv3 summary: --width must be greater than 0\n", stderr);
+                return cli_usage_hint("summary");
+            }
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            return cli_usage_hint("summary");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "incv3 summary: unexpected argument '%s'\n", argv[optind]);
+        return cli_usage_hint("summary");
+    }
+    incv3_error err;
+    if (incv3_model_config_check(&cfg, &err)) {
+        fprintf(stderr, "incv3 summary: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    incv3_graph *g = incv3_inception_v3(&cfg, &err);
+    if (!g) {
+        fprintf(stderr, "incv3 summary: %s\n", err.msg);
+        return 1;
+    }
+    incv3_print_summary(g, &cfg, stdout);
+    incv3_graph_free(g);
+    return 0;
+}

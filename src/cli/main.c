@@ -1,0 +1,70 @@
+/* incv3: the command-line front end. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "incv3_config.h"
+#include "registry.h"
+
+static void print_help(FILE *out)
+{
+    fputs("incv3: trains the seed's Inception-V3 on CPUs with its own kernels (no BLAS).\n"
+          "\n"
+          "Usage: incv3 COMMAND [FLAGS]\n"
+          "\n"
+          "Commands:\n"
+          "  summary        print the model table in the seed's format, totals and MACs\n"
+          "  check-golden   check parity with a PyTorch golden file (shared/reference/make_golden.py)\n"
+          "\n"
+          "Global flags:\n"
+          "  -h, --help     this help; 'incv3 COMMAND --help' documents each command\n"
+          "  --version      version, build options and the instruction set detected on this CPU\n"
+          "\n"
+          "Exit status: 0 success, 1 failure, 2 usage error.\n",
+          out);
+}
+
+static void print_version(void)
+{
+    printf("incv3 %s\n", INCV3_VERSION);
+    printf("build: %s, %s, target %s\n", INCV3_BUILD_TYPE, INCV3_COMPILER, INCV3_HOST_CPU);
+    printf("kernel ISAs compiled in:");
+    for (int i = 0; i < INCV3_ISA_COUNT; i++) {
+        size_t n;
+        const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
+        for (size_t k = 0; k < n; k++)
+            if ((int)t[k].isa == i) {
+                printf(" %s", incv3_isa_name((incv3_isa)i));
+                break;
+            }
+    }
+    printf("\nCPU: AVX2+FMA %s; ISA used by default: %s\n", incv3_cpu_has_avx2_fma() ? "yes" : "no",
+           incv3_isa_name(incv3_isa_best()));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        print_help(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        print_version();
+        return 0;
+    }
+    if (strcmp(cmd, "summary") == 0)
+        return cmd_summary(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-golden") == 0)
+        return cmd_check_golden(argc - 1, argv + 1);
+    if (cmd[0] == '-')
+        fprintf(stderr, "incv3: unknown flag %s (flags go after the command)\n", cmd);
+    else
+        fprintf(stderr, "incv3: unknown command '%s'\n", cmd);
+    fputs("Try 'incv3 --help'.\n", stderr);
+    return EXIT_USAGE;
+}

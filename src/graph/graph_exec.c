@@ -1,0 +1,277 @@
+/* Forward and backward passes over the graph, with activation lifetimes: a node's output is freed as soon
+ * as no later forward step and no backward step reads it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "graph/graph_internal.h"
+
+static int track_alloc(incv3_graph *g, incv3_tensor *t, int n, int c, int h, int w, const char *what,
+                       const char *name, incv3_error *err)
+{
+    char label[INCV3_NAME_MAX + 48];
+    snprintf(label, sizeof label, "%s of %s", what, name[0] ? name : "layer");
+    if (incv3_tensor_alloc(t, n, c, h, w, label, err))
+        return -1;
+    g->live_bytes += incv3_tensor_count(t) * sizeof(float);
+    if (g->live_bytes > g->peak_bytes)
+        g->peak_bytes = g->live_bytes;
+    return 0;
+}
+
+static void track_free(incv3_graph *g, incv3_tensor *t)
+{
+    if (t->data) {
+        g->live_bytes -= incv3_tensor_count(t) * sizeof(float);
+        incv3_tensor_free(t);
+    }
+}
+
+static int is_input(const incv3_node *nd)
+{
+    return nd->ops == &incv3_layer_input;
+}
+
+static int is_graph_output(const incv3_graph *g, int id)
+{
+    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
+        if (g->outputs[s] == id)
+            return 1;
+    return 0;
+}
+
+static void free_activations(incv3_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        incv3_node *nd = &g->nodes[i];
+        if (!is_input(nd))
+            track_free(g, &nd->out);
+        track_free(g, &nd->grad);
+    }
+}
+
+const float *incv3_node_input_data(const incv3_graph *g, const incv3_node *nd, int i)
+{
+    int src = nd->inputs[i];
+    return is_input(&g->nodes[src]) ? g->fwd_input : g->nodes[src].out.data;
+}
+
+int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    return track_alloc(g, &nd->out, g->batch, nd->c, nd->h, nd->w, "output", nd->name, err);
+}
+
+int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int *accumulate, incv3_error *err)
+{
+    incv3_node *src = &g->nodes[nd->inputs[i]];
+    *dx = NULL;
+    *accumulate = 0;
+    if (!src->requires_grad)
+        return 0;
+    if (is_input(src)) {
+        *dx = g->bwd_d_input;
+    } else {
+        if (!src->grad.data &&
+            track_alloc(g, &src->grad, g->batch, src->c, src->h, src->w, "gradient", src->name, err))
+            return -1;
+        *dx = src->grad.data;
+    }
+    *accumulate = src->grad_written;
+    src->grad_written = 1;
+    return 0;
+}
+
+void incv3_grad_pass(float *dst, const float *src, size_t count, int accumulate)
+{
+    if (accumulate)
+        for (size_t e = 0; e < count; e++)
+            dst[e] += src[e];
+    else
+        memcpy(dst, src, count * sizeof(float));
+}
+
+static int prepare_batch(incv3_graph *g, int batch, incv3_error *err)
+{
+    free_activations(g);
+    g->batch = batch;
+    for (int i = 0; i < g->n_nodes; i++) {
+        incv3_node *nd = &g->nodes[i];
+        if (nd->ops->prepare && nd->ops->prepare(g, nd, batch, err)) {
+            g->batch = 0;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Marks the nodes the requested outputs depend on (needed: computed = -1 placeholder via pending). */
+static void mark_needed(incv3_graph *g, unsigned outputs, unsigned char *needed)
+{
+    memset(needed, 0, (size_t)g->n_nodes);
+    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
+        if ((outputs >> s) & 1u && g->outputs[s] >= 0)
+            needed[g->outputs[s]] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        if (needed[i])
+            for (int j = 0; j < g->nodes[i].n_inputs; j++)
+                needed[g->nodes[i].inputs[j]] = 1;
+}
+
+int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const incv3_forward_opts *opts,
+                        incv3_error *err)
+{
+    if (g->error[0])
+        return incv3_fail(err, "graph was not built: %s", g->error);
+    if (batch < 1)
+        return incv3_fail(err, "batch size %d: must be at least 1", batch);
+    if (!input)
+        return incv3_fail(err, "no input given");
+    unsigned outputs = opts->outputs ? opts->outputs : 1u;
+    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
+        if ((outputs >> s) & 1u && g->outputs[s] < 0)
+            return incv3_fail(err, "output %d requested but the graph has none", s);
+    if (batch != g->batch) {
+        if (prepare_batch(g, batch, err))
+            return -1;
+    } else {
+        free_activations(g);
+    }
+    unsigned char needed[g->n_nodes];
+    mark_needed(g, outputs, needed);
+
+    g->fwd_input = input;
+    g->fwd_mode = opts->mode;
+    g->fwd_for_backward = opts->for_backward;
+    for (int i = 0; i < g->n_nodes; i++) {
+        incv3_node *nd = &g->nodes[i];
+        nd->computed = 0;
+        nd->grad_written = 0;
+        nd->pending = 0;
+        nd->keep = is_graph_output(g, i) || (opts->for_backward && nd->ops->bwd_needs_output);
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!needed[i])
+            continue;
+        const incv3_node *nd = &g->nodes[i];
+        for (int j = 0; j < nd->n_inputs; j++) {
+            incv3_node *src = &g->nodes[nd->inputs[j]];
+            src->pending++;
+            if (opts->for_backward && nd->ops->bwd_needs_input)
+                src->keep = 1;
+        }
+    }
+    g->nodes[0].computed = 1;
+    for (int i = 1; i < g->n_nodes; i++) {
+        if (!needed[i])
+            continue;
+        incv3_node *nd = &g->nodes[i];
+        if (incv3_node_alloc_output(g, nd, err) || nd->ops->forward(g, nd, opts, err)) {
+            free_activations(g);
+            g->fwd_for_backward = 0;
+            return -1;
+        }
+        nd->computed = 1;
+        for (int j = 0; j < nd->n_inputs; j++) {
+            incv3_node *src = &g->nodes[nd->inputs[j]];
+            if (--src->pending == 0 && !src->keep && !is_input(src))
+                track_free(g, &src->out);
+        }
+    }
+    return 0;
+}
+
+const incv3_tensor *incv3_graph_output(const incv3_graph *g, int slot)
+{
+    if (slot < 0 || slot >= INCV3_MAX_OUTPUTS || g->outputs[slot] < 0)
+        return NULL;
+    const incv3_node *nd = &g->nodes[g->outputs[slot]];
+    return nd->computed && nd->out.data ? &nd->out : NULL;
+}
+
+static void zero_param_grads(incv3_graph *g, const incv3_node *nd)
+{
+    for (int k = 0; k < nd->n_params; k++) {
+        incv3_param *p = &g->params[nd->param_first + k];
+        if (p->kind == INCV3_PARAM) {
+            memset(p->grad, 0, p->numel * sizeof(float));
+            p->has_grad = 0;
+        }
+    }
+}
+
+int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTPUTS], float *d_input,
+                         incv3_error *err)
+{
+    if (!g->fwd_for_backward)
+        return incv3_fail(err, "backward needs a forward pass run with for_backward set");
+    g->fwd_for_backward = 0;
+    g->bwd_d_input = d_input;
+    for (int i = 0; i < g->n_nodes; i++) {
+        incv3_node *nd = &g->nodes[i];
+        nd->grad_written = 0;
+        if (is_input(nd)) {
+            nd->requires_grad = d_input != NULL;
+            continue;
+        }
+        int rg = 0;
+        for (int k = 0; k < nd->n_params; k++)
+            rg |= g->params[nd->param_first + k].kind == INCV3_PARAM;
+        for (int j = 0; j < nd->n_inputs; j++)
+            rg |= g->nodes[nd->inputs[j]].requires_grad;
+        nd->requires_grad = nd->computed && rg;
+    }
+    int rc = 0;
+    for (int s = 0; s < INCV3_MAX_OUTPUTS && rc == 0; s++) {
+        if (!d_out || !d_out[s] || g->outputs[s] < 0)
+            continue;
+        incv3_node *nd = &g->nodes[g->outputs[s]];
+        if (!nd->computed) {
+            rc = incv3_fail(err, "gradient given for output %d, which the forward pass did not compute", s);
+            break;
+        }
+        if (!nd->requires_grad)
+            continue;
+        size_t count = (size_t)g->batch * incv3_node_sample_size(nd);
+        if (!nd->grad.data && track_alloc(g, &nd->grad, g->batch, nd->c, nd->h, nd->w, "gradient", nd->name, err)) {
+            rc = -1;
+            break;
+        }
+        incv3_grad_pass(nd->grad.data, d_out[s], count, nd->grad_written);
+        nd->grad_written = 1;
+    }
+    for (int i = g->n_nodes - 1; i >= 1 && rc == 0; i--) {
+        incv3_node *nd = &g->nodes[i];
+        if (!nd->computed || !nd->grad_written) {
+            zero_param_grads(g, nd);
+            continue;
+        }
+        if (nd->ops->backward(g, nd, err)) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < nd->n_params; k++)
+            g->params[nd->param_first + k].has_grad = g->params[nd->param_first + k].kind == INCV3_PARAM;
+        /* Every reader of this node ran its backward already (readers come later in node order). */
+        if (!is_graph_output(g, i))
+            track_free(g, &nd->out);
+        track_free(g, &nd->grad);
+    }
+    if (rc == 0 && d_input && !g->nodes[0].grad_written)
+        memset(d_input, 0, (size_t)g->batch * g->in_c * g->in_h * g->in_w * sizeof(float));
+    for (int i = 1; i < g->n_nodes; i++) {
+        if (!is_graph_output(g, i))
+            track_free(g, &g->nodes[i].out);
+        track_free(g, &g->nodes[i].grad);
+    }
+    g->bwd_d_input = NULL;
+    return rc;
+}
+
+size_t incv3_graph_peak_activation_bytes(const incv3_graph *g)
+{
+    return g->peak_bytes;
+}
+
+void incv3_graph_reset_peak(incv3_graph *g)
+{
+    g->peak_bytes = g->live_bytes;
+}

@@ -1,0 +1,111 @@
+/* Internals shared by the graph core (src/graph) and the layers (src/layers). */
+#ifndef INCV3_GRAPH_INTERNAL_H
+#define INCV3_GRAPH_INTERNAL_H
+
+#include <stdint.h>
+
+#include "incv3/graph.h"
+#include "registry.h"
+
+typedef struct incv3_node incv3_node;
+
+/* What a layer does; one constant instance per layer type (src/layers/<type>.c). */
+typedef struct incv3_layer_ops {
+    const char *kind;          /* short name, e.g. "conv" */
+    const char *display;       /* row label in summaries (the seed's), NULL: not shown */
+    int bwd_needs_input;       /* backward reads the inputs' forward values */
+    int bwd_needs_output;      /* backward reads this node's forward output */
+    /* Prepares per-batch state (kernel choice, scratch) before a forward at a new batch size. */
+    int (*prepare)(incv3_graph *g, incv3_node *nd, int batch, incv3_error *err);
+    int (*forward)(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err);
+    /* Writes the gradients of the inputs that need one (g->nodes[in].grad, honouring accumulate flags)
+     * and of the node's parameters. */
+    int (*backward)(incv3_graph *g, incv3_node *nd, incv3_error *err);
+    void (*release)(incv3_node *nd); /* frees layer-owned state */
+} incv3_layer_ops;
+
+#define INCV3_NODE_MAX_INPUTS 8
+
+struct incv3_node {
+    const incv3_layer_ops *ops;
+    char name[INCV3_NAME_MAX];
+    int block; /* index into g->blocks, -1 for none */
+    int inputs[INCV3_NODE_MAX_INPUTS];
+    int n_inputs;
+    int c, h, w, flat; /* per-sample output shape */
+    int param_first, n_params; /* range in g->params (parameters and buffers of this node) */
+
+    /* geometry (conv, pooling) */
+    int out_c, kh, kw, stride, pad_h, pad_w;
+    /* batchnorm */
+    float eps, momentum;
+    /* dropout */
+    float p;
+
+    /* run-time state */
+    incv3_tensor out, grad;
+    int computed;      /* forward ran this step */
+    int grad_written;  /* grad holds a value (the next contribution accumulates) */
+    int requires_grad; /* a gradient must flow into this node's output */
+    int consumers;     /* nodes reading this output (static) */
+    int pending;       /* consumers still to run forward this step */
+    int keep;          /* output kept after forward for backward */
+    const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
+    float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */
+    uint8_t *mask;                 /* dropout mask of the last training forward */
+    size_t mask_count;
+};
+
+struct incv3_graph {
+    incv3_node *nodes;
+    int n_nodes, cap_nodes;
+    incv3_param *params;
+    size_t n_params, cap_params;
+    char **blocks;
+    int n_blocks, cur_block;
+    int outputs[INCV3_MAX_OUTPUTS];
+    int in_c, in_h, in_w;
+    int batch;          /* batch size prepared for, 0 = none */
+    incv3_isa isa;
+    char conv_algo[32];
+    int fwd_for_backward; /* the last forward kept state for backward */
+    incv3_mode fwd_mode;
+    const float *fwd_input; /* caller's input of the last forward (read by the first layer's backward) */
+    float *bwd_d_input;     /* caller's buffer for the input gradient during backward, or NULL */
+    size_t live_bytes, peak_bytes;
+    char error[512];
+};
+
+/* ---- used by layers ---- */
+/* Appends a node reading `ins`; returns its index or -1 (error recorded in g). */
+int incv3_graph_add_node(incv3_graph *g, const incv3_layer_ops *ops, const char *name, int n_in, const int *ins);
+/* Records a build error (first one wins) and returns -1. */
+int incv3_graph_build_error(incv3_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds a parameter/buffer of node nd (name = node name + "." + suffix); returns 0 or -1. */
+int incv3_graph_add_param(incv3_graph *g, int node, const char *suffix, incv3_param_kind kind, int ndim,
+                          const int64_t *shape);
+static inline incv3_param *incv3_node_param(incv3_graph *g, const incv3_node *nd, int i)
+{
+    return &g->params[nd->param_first + i];
+}
+/* Forward value of input i (the caller's input for the input node). */
+const float *incv3_node_input_data(const incv3_graph *g, const incv3_node *nd, int i);
+/* Gradient buffer of input i, allocated on first use, in *dx (NULL when that input needs no gradient);
+ * *accumulate tells whether to add (1) or overwrite (0). Returns non-zero on allocation failure. */
+int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int *accumulate, incv3_error *err);
+/* Allocates the node's output for the current batch. */
+int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err);
+/* dst = src (accumulate 0) or dst += src (accumulate 1): gradients passed through unchanged. */
+void incv3_grad_pass(float *dst, const float *src, size_t count, int accumulate);
+/* Per-sample element count of a node's output. */
+static inline size_t incv3_node_sample_size(const incv3_node *nd)
+{
+    return (size_t)nd->c * nd->h * nd->w;
+}
+
+/* Layer types. */
+extern const incv3_layer_ops incv3_layer_input, incv3_layer_conv, incv3_layer_batchnorm, incv3_layer_relu,
+    incv3_layer_maxpool, incv3_layer_avgpool, incv3_layer_global_avgpool, incv3_layer_concat,
+    incv3_layer_flatten, incv3_layer_linear, incv3_layer_dropout;
+
+#endif

@@ -1,0 +1,98 @@
+/* BatchNorm2d: batch statistics in training (running ones updated with momentum, unbiased variance),
+ * running statistics in inference. */
+#include <stdlib.h>
+
+#include "graph/graph_internal.h"
+#include "ref/ref_kernels.h"
+
+enum { P_WEIGHT, P_BIAS, B_MEAN, B_VAR };
+
+int incv3_graph_batchnorm(incv3_graph *g, int in, const char *name, float eps, float momentum)
+{
+    if (in < 0)
+        return -1;
+    int id = incv3_graph_add_node(g, &incv3_layer_batchnorm, name, 1, &in);
+    if (id < 0)
+        return -1;
+    incv3_node *nd = &g->nodes[id];
+    if (nd->flat)
+        return incv3_graph_build_error(g, "batchnorm %s: input is a flat feature vector", name);
+    if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
+        return incv3_graph_build_error(g, "batchnorm %s: eps %g / momentum %g out of range", name, eps, momentum);
+    nd->eps = eps, nd->momentum = momentum;
+    int64_t shape[1] = {nd->c};
+    if (incv3_graph_add_param(g, id, "weight", INCV3_PARAM, 1, shape) ||
+        incv3_graph_add_param(g, id, "bias", INCV3_PARAM, 1, shape) ||
+        incv3_graph_add_param(g, id, "running_mean", INCV3_BUFFER, 1, shape) ||
+        incv3_graph_add_param(g, id, "running_var", INCV3_BUFFER, 1, shape))
+        return -1;
+    nd->saved_mean = calloc((size_t)nd->c, sizeof(float));
+    nd->saved_var = calloc((size_t)nd->c, sizeof(float));
+    if (!nd->saved_mean || !nd->saved_var)
+        return incv3_graph_build_error(g, "out of memory");
+    for (int c = 0; c < nd->c; c++)
+        g->params[nd->param_first + B_VAR].data[c] = 1.0f;
+    return id;
+}
+
+static incv3_dims dims(const incv3_graph *g, const incv3_node *nd)
+{
+    return (incv3_dims){g->batch, nd->c, nd->h, nd->w};
+}
+
+static int bn_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
+{
+    incv3_dims d = dims(g, nd);
+    const float *x = incv3_node_input_data(g, nd, 0);
+    float *gamma = incv3_node_param(g, nd, P_WEIGHT)->data, *beta = incv3_node_param(g, nd, P_BIAS)->data;
+    float *rmean = incv3_node_param(g, nd, B_MEAN)->data, *rvar = incv3_node_param(g, nd, B_VAR)->data;
+    if (o->mode == INCV3_INFER) {
+        bn_fwd_infer_f32_ref__scalar(d, x, gamma, beta, rmean, rvar, nd->eps, nd->out.data);
+        return 0;
+    }
+    size_t m = (size_t)d.n * d.h * d.w;
+    if (m < 2)
+        return incv3_fail(err, "batchnorm %s: training needs more than one value per channel (batch %d of %dx%d)",
+                          nd->name, d.n, d.h, d.w);
+    bn_fwd_train_f32_ref__scalar(d, x, gamma, beta, nd->eps, nd->out.data, nd->saved_mean, nd->saved_var);
+    double unbias = (double)m / (double)(m - 1);
+    for (int c = 0; c < nd->c; c++) {
+        rmean[c] = (float)((1.0 - nd->momentum) * rmean[c] + nd->momentum * nd->saved_mean[c]);
+        rvar[c] = (float)((1.0 - nd->momentum) * rvar[c] + nd->momentum * nd->saved_var[c] * unbias);
+    }
+    return 0;
+}
+
+static int bn_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    incv3_dims d = dims(g, nd);
+    float *dx;
+    int acc;
+    if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
+        return -1;
+    incv3_param *gw = incv3_node_param(g, nd, P_WEIGHT), *gb = incv3_node_param(g, nd, P_BIAS);
+    const float *x = incv3_node_input_data(g, nd, 0);
+    if (g->fwd_mode == INCV3_TRAIN)
+        bn_bwd_train_f32_ref__scalar(d, x, nd->grad.data, gw->data, nd->saved_mean, nd->saved_var, nd->eps, dx,
+                                     gw->grad, gb->grad, acc);
+    else
+        bn_bwd_infer_f32_ref__scalar(d, x, nd->grad.data, gw->data, incv3_node_param(g, nd, B_MEAN)->data,
+                                     incv3_node_param(g, nd, B_VAR)->data, nd->eps, dx, gw->grad, gb->grad, acc);
+    return 0;
+}
+
+static void bn_release(incv3_node *nd)
+{
+    free(nd->saved_mean);
+    free(nd->saved_var);
+    nd->saved_mean = nd->saved_var = NULL;
+}
+
+const incv3_layer_ops incv3_layer_batchnorm = {
+    .kind = "batchnorm",
+    .display = "2D batch norm",
+    .bwd_needs_input = 1,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .release = bn_release,
+};

@@ -1,0 +1,67 @@
+/* Channel concatenation: each input fills its channel slice of every sample. */
+#include <string.h>
+
+#include "graph/graph_internal.h"
+
+int incv3_graph_concat(incv3_graph *g, int count, const int *ins)
+{
+    for (int i = 0; i < count; i++)
+        if (ins[i] < 0)
+            return -1;
+    if (count < 1)
+        return incv3_graph_build_error(g, "concat of no inputs");
+    int id = incv3_graph_add_node(g, &incv3_layer_concat, "", count, ins);
+    if (id < 0)
+        return -1;
+    incv3_node *nd = &g->nodes[id];
+    int c = 0;
+    for (int i = 0; i < count; i++) {
+        const incv3_node *src = &g->nodes[ins[i]];
+        if (src->flat || src->h != nd->h || src->w != nd->w)
+            return incv3_graph_build_error(g, "concat: input %d is %dx%dx%d, expected spatial size %dx%d", i,
+                                           src->c, src->h, src->w, nd->h, nd->w);
+        c += src->c;
+    }
+    nd->c = c;
+    return id;
+}
+
+static int concat_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
+{
+    (void)o, (void)err;
+    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(nd);
+    size_t offset = 0;
+    for (int i = 0; i < nd->n_inputs; i++) {
+        const incv3_node *src = &g->nodes[nd->inputs[i]];
+        const float *x = incv3_node_input_data(g, nd, i);
+        size_t in_sample = (size_t)src->c * plane;
+        for (int n = 0; n < g->batch; n++)
+            memcpy(nd->out.data + n * out_sample + offset, x + n * in_sample, in_sample * sizeof(float));
+        offset += in_sample;
+    }
+    return 0;
+}
+
+static int concat_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(nd);
+    size_t offset = 0;
+    for (int i = 0; i < nd->n_inputs; i++) {
+        const incv3_node *src = &g->nodes[nd->inputs[i]];
+        size_t in_sample = (size_t)src->c * plane;
+        float *dx;
+        int acc;
+        if (incv3_node_input_grad(g, nd, i, &dx, &acc, err))
+            return -1;
+        for (int n = 0; dx && n < g->batch; n++)
+            incv3_grad_pass(dx + n * in_sample, nd->grad.data + n * out_sample + offset, in_sample, acc);
+        offset += in_sample;
+    }
+    return 0;
+}
+
+const incv3_layer_ops incv3_layer_concat = {
+    .kind = "concat",
+    .forward = concat_forward,
+    .backward = concat_backward,
+};

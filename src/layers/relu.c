@@ -1,0 +1,38 @@
+#include "graph/graph_internal.h"
+#include "ref/ref_kernels.h"
+
+int incv3_graph_relu(incv3_graph *g, int in)
+{
+    if (in < 0)
+        return -1;
+    return incv3_graph_add_node(g, &incv3_layer_relu, "", 1, &in);
+}
+
+static int relu_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
+{
+    (void)o, (void)err;
+    relu_fwd_f32_ref__scalar((size_t)g->batch * incv3_node_sample_size(nd), incv3_node_input_data(g, nd, 0),
+                             nd->out.data);
+    return 0;
+}
+
+static int relu_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    float *dx;
+    int acc;
+    if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
+        return -1;
+    if (dx)
+        relu_bwd_f32_ref__scalar((size_t)g->batch * incv3_node_sample_size(nd), nd->out.data, nd->grad.data, dx,
+                                 acc);
+    return 0;
+}
+
+/* Backward reads the output (its sign is the mask), so the input can be freed after forward. */
+const incv3_layer_ops incv3_layer_relu = {
+    .kind = "relu",
+    .display = "ReLU",
+    .bwd_needs_output = 1,
+    .forward = relu_forward,
+    .backward = relu_backward,
+};

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# CLI conventions: usage errors name the flag on stderr and exit 2; help and version exit 0.
+set -u
+exe=$1
+fails=0
+check() { # expected-status stderr-pattern args...
+    local want=$1 pattern=$2
+    shift 2
+    local err status
+    err=$("$exe" "$@" 2>&1 >/dev/null)
+    status=$?
+    if [ "$status" -ne "$want" ]; then
+        echo "FAIL: incv3 $* exited $status, expected $want (stderr: $err)"
+        fails=$((fails + 1))
+    elif [ -n "$pattern" ] && ! grep -q -- "$pattern" <<<"$err"; then
+        echo "FAIL: incv3 $*: stderr does not mention '$pattern': $err"
+        fails=$((fails + 1))
+    else
+        echo "ok: incv3 $* -> $status ${err:+($err)}" | head -c 300
+        echo
+    fi
+}
+check 2 "--bogus" summary --bogus
+check 2 "--image-size" summary --image-size 50
+check 2 "--width" summary --width abc
+check 2 "--width" summary --width 0
+check 2 "--width" summary --width -1
+check 2 "--classes" summary --classes 1
+check 2 "--image-size" summary --image-size
+check 2 "--image-size 75" summary --image-size 75
+check 2 "--no-aux" summary --image-size 75
+check 2 "unknown command" frobnicate
+check 2 "" check-golden
+check 1 "missing.safetensors" check-golden /nonexistent/missing.safetensors
+check 2 "--isa" check-golden --isa sparc /nonexistent/x.safetensors
+check 0 "" --help
+check 0 "" summary --help
+check 0 "" check-golden --help
+check 0 "" summary --image-size 75 --no-aux --width 0.25
+
+out=$("$exe" summary)
+grep -q "25,212,020" <<<"$out" || { echo "FAIL: summary lacks the total 25,212,020"; fails=$((fails + 1)); }
+grep -q "7,347,949,664" <<<"$out" || { echo "FAIL: summary lacks the MAC count"; fails=$((fails + 1)); }
+# The last of a repeated flag wins.
+out=$("$exe" summary --image-size 50 --image-size 75 --no-aux)
+grep -q "\[-1, 32, 37, 37\]" <<<"$out" || { echo "FAIL: repeated --image-size: last one did not win"; fails=$((fails + 1)); }
+"$exe" --version | grep -q "ISA used by default" || { echo "FAIL: --version lacks the ISA line"; fails=$((fails + 1)); }
+
+if [ "$fails" -ne 0 ]; then
+    echo "$fails CLI checks failed"
+    exit 1
+fi
+echo "all CLI checks passed"
