@@ -33,6 +33,10 @@ check 2 "unknown command" frobnicate
 check 2 "" check-golden
 check 1 "missing.safetensors" check-golden /nonexistent/missing.safetensors
 check 2 "--isa" check-golden --isa sparc /nonexistent/x.safetensors
+check 2 "--conv-algo" check-golden --conv-algo magic /nonexistent/x.safetensors
+check 2 "--mode" bench --mode fly
+check 2 "--batch" bench --batch 0
+check 2 "--width" bench --width 9
 check 0 "" --help
 check 0 "" summary --help
 check 0 "" check-golden --help

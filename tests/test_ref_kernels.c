@@ -1082,10 +1082,11 @@ static void test_accumulate_flag(void **state)
         bn_ctx b = bn_setup(bn_cases[0], train, 1901);
         if (train)
             bn_fwd_train_f32_ref__scalar(b.d, b.x, b.gamma, b.beta, b.eps, b.y, b.mean, b.var);
-        float dgamma[8], dbeta[8];
-        bn_grad_ctx g = { &b, dgamma, dbeta };
+        bn_grad_ctx g = { &b, new_floats((size_t)b.d.c), new_floats((size_t)b.d.c) };
         check_accumulate(train ? "bn train dx" : "bn infer dx", b.count, train ? bn_bwd_train_run : bn_bwd_infer_run,
                          &g);
+        free(g.dgamma);
+        free(g.dbeta);
         bn_teardown(&b);
     }
 

@@ -2,6 +2,7 @@
 
 #include "cli/cli.h"
 #include "incv3/golden.h"
+#include "incv3/graph.h"
 
 static const char usage[] =
     "Usage: incv3 check-golden FILE [--isa I] [--conv-algo A]\n"
@@ -47,11 +48,14 @@ int cmd_check_golden(int argc, char **argv)
         return cli_usage_hint("check-golden");
     }
     incv3_error err;
+    if (incv3_kernels_check(go.isa, go.conv_algo, &err)) {
+        fprintf(stderr, "incv3 check-golden: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
     incv3_golden_result res;
     if (incv3_check_golden(argv[optind], &go, stdout, &res, &err)) {
         fprintf(stderr, "incv3 check-golden: %s\n", err.msg);
-        /* A bad --isa/--conv-algo value is a usage error; anything else a failure. */
-        return err.msg[0] == '-' ? EXIT_USAGE : 1;
+        return 1;
     }
     return res.passed ? 0 : 1;
 }

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,11 +40,9 @@ int cmd_summary(int argc, char **argv)
                 return cli_usage_hint("summary");
             break;
         case 'w':
-            if (cli_parse_double("summary", "--width", optarg, 1e-9, 4, &cfg.width)) {
-                if (cfg.width <= 0)
-                    fputs("incv3 summary: --width must be greater than 0\n", stderr);
+            /* The range is checked with the rest of the model configuration. */
+            if (cli_parse_double("summary", "--width", optarg, -HUGE_VAL, HUGE_VAL, &cfg.width))
                 return cli_usage_hint("summary");
-            }
             break;
         case 'h':
             fputs(usage, stdout);

@@ -15,6 +15,7 @@ static void print_help(FILE *out)
           "Commands:\n"
           "  summary        print the model table in the seed's format, totals and MACs\n"
           "  check-golden   check parity with a PyTorch golden file (shared/reference/make_golden.py)\n"
+          "  bench          time whole-network training or inference steps (ms/step, images/s, peak memory)\n"
           "\n"
           "Global flags:\n"
           "  -h, --help     this help; 'incv3 COMMAND --help' documents each command\n"
@@ -61,6 +62,8 @@ int main(int argc, char **argv)
         return cmd_summary(argc - 1, argv + 1);
     if (strcmp(cmd, "check-golden") == 0)
         return cmd_check_golden(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "incv3: unknown flag %s (flags go after the command)\n", cmd);
     else

@@ -280,7 +280,8 @@ void incv3_graph_init_params(incv3_graph *g, uint64_t seed)
     }
 }
 
-int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_algo, incv3_error *err)
+/* Resolves --isa/--conv-algo values against what this build and CPU offer. */
+static int resolve_kernels(const char *isa, const char *conv_algo, incv3_isa *out, incv3_error *err)
 {
     incv3_isa chosen;
     if (!isa || strcmp(isa, "auto") == 0) {
@@ -299,26 +300,43 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
         }
         chosen = (incv3_isa)v;
     }
-    const char *algo = conv_algo ? conv_algo : "auto";
-    if (strcmp(algo, "auto") != 0) {
+    if (conv_algo && strcmp(conv_algo, "auto") != 0) {
+        /* An algorithm of the chosen ISA, or a scalar one (ref runs under any ISA). */
         size_t n;
         const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
         int known = 0;
         char avail[256] = "auto";
         for (size_t i = 0; i < n; i++) {
-            if (t[i].isa != chosen || t[i].pass != INCV3_CONV_FWD)
+            if ((t[i].isa != chosen && t[i].isa != INCV3_ISA_SCALAR) || t[i].pass != INCV3_CONV_FWD)
                 continue;
-            if (strcmp(t[i].algo, algo) == 0)
+            if (strcmp(t[i].algo, conv_algo) == 0)
                 known = 1;
-            strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
-            strncat(avail, t[i].algo, sizeof avail - strlen(avail) - 1);
+            if (!strstr(avail, t[i].algo)) {
+                strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
+                strncat(avail, t[i].algo, sizeof avail - strlen(avail) - 1);
+            }
         }
         if (!known)
             return incv3_fail(err, "--conv-algo %s: no such convolution algorithm for --isa %s (available: %s)",
-                              algo, incv3_isa_name(chosen), avail);
+                              conv_algo, incv3_isa_name(chosen), avail);
     }
+    *out = chosen;
+    return 0;
+}
+
+int incv3_kernels_check(const char *isa, const char *conv_algo, incv3_error *err)
+{
+    incv3_isa chosen;
+    return resolve_kernels(isa, conv_algo, &chosen, err);
+}
+
+int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_algo, incv3_error *err)
+{
+    incv3_isa chosen;
+    if (resolve_kernels(isa, conv_algo, &chosen, err))
+        return -1;
     g->isa = chosen;
-    snprintf(g->conv_algo, sizeof g->conv_algo, "%s", algo);
+    snprintf(g->conv_algo, sizeof g->conv_algo, "%s", conv_algo ? conv_algo : "auto");
     g->batch = 0; /* kernels are chosen again at the next forward */
     return 0;
 }
