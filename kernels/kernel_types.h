@@ -25,19 +25,28 @@ typedef struct incv3_conv_shape {
     int oh, ow; /* derived by incv3_conv_shape_finish() */
 } incv3_conv_shape;
 
+/* Output size of a sliding window over a padded h x w plane; -1 when the window does not fit or a field
+ * is invalid. Shared by convolution and pooling. */
+static inline int incv3_window_out(int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr,
+                                   int *oh, int *ow)
+{
+    if (h < 1 || w < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || pt < 0 || pl < 0 || pb < 0 || pr < 0)
+        return -1;
+    int hp = h + pt + pb, wp = w + pl + pr;
+    if (hp < kh || wp < kw)
+        return -1;
+    *oh = (hp - kh) / sh + 1;
+    *ow = (wp - kw) / sw + 1;
+    return 0;
+}
+
 /* Fills oh/ow; returns 0, or -1 when the kernel does not fit the padded input or a field is invalid. */
 static inline int incv3_conv_shape_finish(incv3_conv_shape *s)
 {
-    if (s->n < 1 || s->c < 1 || s->h < 1 || s->w < 1 || s->k < 1 || s->kh < 1 || s->kw < 1 ||
-        s->stride_h < 1 || s->stride_w < 1 || s->pad_top < 0 || s->pad_left < 0 || s->pad_bottom < 0 ||
-        s->pad_right < 0)
+    if (s->n < 1 || s->c < 1 || s->k < 1)
         return -1;
-    int hp = s->h + s->pad_top + s->pad_bottom, wp = s->w + s->pad_left + s->pad_right;
-    if (hp < s->kh || wp < s->kw)
-        return -1;
-    s->oh = (hp - s->kh) / s->stride_h + 1;
-    s->ow = (wp - s->kw) / s->stride_w + 1;
-    return 0;
+    return incv3_window_out(s->h, s->w, s->kh, s->kw, s->stride_h, s->stride_w, s->pad_top, s->pad_left,
+                            s->pad_bottom, s->pad_right, &s->oh, &s->ow);
 }
 
 /* Multiply-accumulates of one direct convolution pass (padded taps included, as oneDNN counts). */
@@ -58,16 +67,12 @@ typedef struct incv3_pool_shape {
 
 static inline int incv3_pool_shape_finish(incv3_pool_shape *s)
 {
-    if (s->n < 1 || s->c < 1 || s->h < 1 || s->w < 1 || s->kh < 1 || s->kw < 1 || s->stride_h < 1 ||
-        s->stride_w < 1 || s->pad_top < 0 || s->pad_left < 0 || s->pad_bottom < 0 || s->pad_right < 0 ||
-        s->pad_top >= s->kh || s->pad_bottom >= s->kh || s->pad_left >= s->kw || s->pad_right >= s->kw)
+    /* A window made only of padding would have no input to take from. */
+    if (s->n < 1 || s->c < 1 || s->pad_top >= s->kh || s->pad_bottom >= s->kh || s->pad_left >= s->kw ||
+        s->pad_right >= s->kw)
         return -1;
-    int hp = s->h + s->pad_top + s->pad_bottom, wp = s->w + s->pad_left + s->pad_right;
-    if (hp < s->kh || wp < s->kw)
-        return -1;
-    s->oh = (hp - s->kh) / s->stride_h + 1;
-    s->ow = (wp - s->kw) / s->stride_w + 1;
-    return 0;
+    return incv3_window_out(s->h, s->w, s->kh, s->kw, s->stride_h, s->stride_w, s->pad_top, s->pad_left,
+                            s->pad_bottom, s->pad_right, &s->oh, &s->ow);
 }
 
 #endif

@@ -18,7 +18,8 @@ typedef enum incv3_dtype { INCV3_F32 = 0, INCV3_I64 = 1 } incv3_dtype;
 
 #define INCV3_ST_MAX_DIMS 8
 
-/* One tensor of an open file. `data` points into the file's loaded data section (read-only). */
+/* One tensor of an open file. `data` is 64-byte aligned, read-only, valid until incv3_st_close(); tensors
+ * are loaded into separate aligned slots, so one tensor's address says nothing about another's. */
 typedef struct incv3_st_tensor {
     const char *name;
     incv3_dtype dtype;
@@ -53,12 +54,15 @@ typedef struct incv3_st_writer incv3_st_writer;
 incv3_st_writer *incv3_st_writer_new(void);
 void incv3_st_writer_free(incv3_st_writer *w);
 /* Adds a tensor; the data is referenced, not copied, and must stay valid until incv3_st_write().
- * Returns non-zero on a duplicate name or a bad shape. */
+ * Returns non-zero on a duplicate, empty, reserved ("__metadata__") or non-UTF-8 name, an unknown dtype,
+ * a bad shape, or NULL data for a non-empty tensor. */
 int incv3_st_writer_add(incv3_st_writer *w, const char *name, incv3_dtype dtype, int ndim, const int64_t *shape,
                         const void *data, incv3_error *err);
+/* Adds a "__metadata__" entry; a duplicate key is an error. */
 int incv3_st_writer_meta(incv3_st_writer *w, const char *key, const char *value, incv3_error *err);
 /* Writes atomically: a temporary file in the same directory, fsync, rename over `path`, fsync of the
- * directory. On failure `path` is untouched and the temporary file removed. */
+ * directory. On failure before the rename `path` is untouched and the temporary file removed; if only the
+ * final directory fsync fails, `path` already holds the new file and the error says so. */
 int incv3_st_write(const incv3_st_writer *w, const char *path, incv3_error *err);
 
 #ifdef __cplusplus

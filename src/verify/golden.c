@@ -324,7 +324,9 @@ int incv3_check_golden(const char *path, const incv3_golden_opts *opts, FILE *re
     int rc = -1;
     const char *fp32_text = incv3_st_metadata(f, "fp32_rel_err");
     json_error_t je;
-    if (!fp32_text || !json_is_object(j.fp32 = json_loads(fp32_text, 0, &je))) {
+    /* json_is_object() is a macro that evaluates its argument twice: load first. */
+    j.fp32 = fp32_text ? json_loads(fp32_text, 0, &je) : NULL;
+    if (!json_is_object(j.fp32)) {
         incv3_fail(err, "%s: metadata has no valid \"fp32_rel_err\" object", path);
         goto done;
     }
