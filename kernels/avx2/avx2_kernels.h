@@ -1,0 +1,15 @@
+/* AVX2+FMA kernels of the fast path. They work on the blocked layouts of layout/reorder.h (NCHW8c
+ * activations, OIhw8i8o weights) and are compiled with -mavx2 -mfma into their own static library: call
+ * them only when incv3_cpu_has_avx2_fma() says so. Results do not depend on the OpenMP thread count. */
+#ifndef INCV3_AVX2_KERNELS_H
+#define INCV3_AVX2_KERNELS_H
+
+#include "kernel_types.h"
+
+/* Direct convolution forward, no bias: y8c = conv(x8c, w8i8o) for any shape incv3_conv_shape_finish()
+ * accepts. x8c is n x ceil(c/8) x h x w x 8 with zero padding channels, w8i8o is OIhw8i8o with zero
+ * padding; y8c (n x ceil(k/8) x oh x ow x 8) is overwritten entirely, its padding channels with 0 (when x
+ * is finite). No alignment is required of the pointers. */
+void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c);
+
+#endif

@@ -1,0 +1,293 @@
+/* The AVX2 blocked direct convolution forward and the layout reorders, against the scalar reference.
+ * Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "avx2/avx2_kernels.h"
+#include "layout/reorder.h"
+#include "ref_kernels.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rng_u32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+static int rng_int(int lo, int hi) /* inclusive */
+{
+    return lo + (int)(rng_u32() % (uint32_t)(hi - lo + 1));
+}
+
+static void fill_uniform(float *p, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        p[i] = (float)rng_u32() / 4294967296.0f * 2.0f - 1.0f;
+}
+
+static float *alloc_floats(size_t count)
+{
+    float *p = malloc((count ? count : 1) * sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+/* ---- reorders ---- */
+
+static void check_act_roundtrip(incv3_dims d)
+{
+    const size_t cnt = incv3_dims_count(d), bcnt = reorder_nchw8c_count(d);
+    float *a = alloc_floats(cnt), *b = alloc_floats(bcnt), *c = alloc_floats(cnt);
+    fill_uniform(a, cnt);
+    for (size_t i = 0; i < bcnt; i++)
+        b[i] = NAN; /* every element, padding included, must be written */
+    reorder_nchw_to_nchw8c_f32(d, a, b);
+    const int CB = incv3_blocks8(d.c);
+    for (int n = 0; n < d.n; n++)
+        for (int ch = 0; ch < CB * 8; ch++)
+            for (int y = 0; y < d.h; y++)
+                for (int x = 0; x < d.w; x++) {
+                    const float v = b[((((size_t)n * CB + ch / 8) * d.h + y) * d.w + x) * 8 + ch % 8];
+                    const float want = ch < d.c ? a[(((size_t)n * d.c + ch) * d.h + y) * d.w + x] : 0.0f;
+                    assert_true(memcmp(&v, &want, sizeof v) == 0);
+                }
+    reorder_nchw8c_to_nchw_f32(d, b, c);
+    assert_memory_equal(a, c, cnt * sizeof *a);
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void check_weight_roundtrip(int k, int c, int kh, int kw)
+{
+    const size_t cnt = (size_t)k * c * kh * kw, bcnt = reorder_oihw8i8o_count(k, c, kh, kw);
+    float *a = alloc_floats(cnt), *b = alloc_floats(bcnt), *r = alloc_floats(cnt);
+    fill_uniform(a, cnt);
+    for (size_t i = 0; i < bcnt; i++)
+        b[i] = NAN;
+    reorder_oihw_to_oihw8i8o_f32(k, c, kh, kw, a, b);
+    const int KB = incv3_blocks8(k), CB = incv3_blocks8(c);
+    for (int o = 0; o < KB * 8; o++)
+        for (int i = 0; i < CB * 8; i++)
+            for (int t = 0; t < kh * kw; t++) {
+                const float v = b[((((size_t)(o / 8) * CB + i / 8) * kh * kw + t) * 8 + i % 8) * 8 + o % 8];
+                const float want = o < k && i < c ? a[((size_t)o * c + i) * kh * kw + t] : 0.0f;
+                assert_true(memcmp(&v, &want, sizeof v) == 0);
+            }
+    reorder_oihw8i8o_to_oihw_f32(k, c, kh, kw, b, r);
+    assert_memory_equal(a, r, cnt * sizeof *a);
+    free(a);
+    free(b);
+    free(r);
+}
+
+static void test_reorder_roundtrip(void **state)
+{
+    (void)state;
+    const incv3_dims acts[] = {{1, 1, 1, 1}, {1, 3, 5, 7}, {2, 8, 4, 4}, {3, 13, 6, 5}, {1, 16, 3, 3}, {2, 33, 2, 9}};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        check_act_roundtrip(acts[i]);
+    const int wts[][4] = {{1, 1, 1, 1}, {8, 8, 3, 3}, {5, 3, 1, 7}, {17, 13, 7, 1}, {32, 3, 3, 3}, {24, 40, 1, 1}};
+    for (size_t i = 0; i < sizeof wts / sizeof wts[0]; i++)
+        check_weight_roundtrip(wts[i][0], wts[i][1], wts[i][2], wts[i][3]);
+}
+
+/* ---- convolution ---- */
+
+typedef struct conv_case {
+    int n, c, h, w, k, kh, kw, sh, sw, pt, pl, pb, pr;
+} conv_case;
+
+/* Runs reference and AVX2 kernel on random data; returns the norm-wise relative error and checks the
+ * padding channels of the blocked output are exactly zero. */
+static double run_case(const conv_case *cc)
+{
+    incv3_conv_shape s = {.n = cc->n,
+                          .c = cc->c,
+                          .h = cc->h,
+                          .w = cc->w,
+                          .k = cc->k,
+                          .kh = cc->kh,
+                          .kw = cc->kw,
+                          .stride_h = cc->sh,
+                          .stride_w = cc->sw,
+                          .pad_top = cc->pt,
+                          .pad_left = cc->pl,
+                          .pad_bottom = cc->pb,
+                          .pad_right = cc->pr};
+    assert_int_equal(incv3_conv_shape_finish(&s), 0);
+    const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
+    const size_t xc = incv3_dims_count(dx), yc = incv3_dims_count(dy), wc = (size_t)s.k * s.c * s.kh * s.kw;
+    const size_t xbc = reorder_nchw8c_count(dx), ybc = reorder_nchw8c_count(dy);
+    const size_t wbc = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
+    float *x = alloc_floats(xc), *w = alloc_floats(wc), *yref = alloc_floats(yc), *y = alloc_floats(yc);
+    float *xb = alloc_floats(xbc), *wb = alloc_floats(wbc), *yb = alloc_floats(ybc);
+    fill_uniform(x, xc);
+    fill_uniform(w, wc);
+    for (size_t i = 0; i < ybc; i++)
+        yb[i] = NAN; /* the kernel must write every output element */
+
+    conv_fwd_f32_ref__scalar(&s, x, w, yref);
+    reorder_nchw_to_nchw8c_f32(dx, x, xb);
+    reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
+    conv_fwd_f32_direct__avx2(&s, xb, wb, yb);
+    reorder_nchw8c_to_nchw_f32(dy, yb, y);
+
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < yc; i++) {
+        const double d = (double)y[i] - yref[i];
+        num += d * d;
+        den += (double)yref[i] * yref[i];
+    }
+    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+
+    const int KB = incv3_blocks8(s.k);
+    for (int n = 0; n < s.n; n++)
+        for (int ch = s.k; ch < KB * 8; ch++)
+            for (size_t p = 0; p < (size_t)s.oh * s.ow; p++)
+                assert_true(yb[(((size_t)n * KB + KB - 1) * s.oh * s.ow + p) * 8 + ch % 8] == 0.0f);
+
+#ifdef _OPENMP
+    /* Bitwise the same result for another thread count. */
+    if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 26)) {
+        float *yb1 = alloc_floats(ybc);
+        const int nt = omp_get_max_threads();
+        omp_set_num_threads(nt > 1 ? 1 : 3);
+        conv_fwd_f32_direct__avx2(&s, xb, wb, yb1);
+        omp_set_num_threads(nt);
+        assert_memory_equal(yb, yb1, ybc * sizeof *yb);
+        free(yb1);
+    }
+#endif
+
+    free(x);
+    free(w);
+    free(yref);
+    free(y);
+    free(xb);
+    free(wb);
+    free(yb);
+    return rel;
+}
+
+static void check_cases(const conv_case *cases, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const conv_case *c = &cases[i];
+        const double rel = run_case(c);
+        if (getenv("INCV3_TEST_VERBOSE"))
+            printf("  n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d: rel err %.3g\n", c->n, c->c, c->h, c->w, c->k, c->kh,
+                   c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr, rel);
+        if (!(rel <= 1e-5)) {
+            print_error("case n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d: rel err %.3g\n", c->n, c->c, c->h, c->w,
+                        c->k, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr, rel);
+            fail();
+        }
+    }
+}
+
+static void test_conv_listed_shapes(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        /* n  c   h   w   k kh kw sh sw pt pl pb pr */
+        {1, 8, 9, 9, 16, 3, 3, 1, 1, 0, 0, 0, 0},
+        {1, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1},
+        {5, 16, 11, 13, 24, 3, 3, 2, 2, 0, 0, 0, 0},
+        {5, 16, 11, 13, 24, 3, 3, 2, 2, 1, 1, 1, 1},
+        {1, 5, 10, 10, 8, 3, 3, 2, 2, 0, 0, 1, 1},
+        {2, 13, 9, 7, 19, 3, 3, 1, 1, 2, 0, 1, 2},
+        {1, 3, 15, 15, 32, 3, 3, 2, 2, 0, 0, 0, 0},
+        {5, 16, 17, 17, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+        {5, 16, 17, 17, 24, 7, 1, 1, 1, 3, 0, 3, 0},
+        {1, 13, 8, 8, 20, 1, 3, 1, 1, 0, 1, 0, 1},
+        {1, 13, 8, 8, 20, 3, 1, 1, 1, 1, 0, 1, 0},
+        {5, 13, 7, 9, 21, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 3, 1, 1, 5, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 5, 3, 3, 8, 3, 3, 1, 1, 0, 0, 0, 0},
+        {1, 8, 5, 5, 8, 5, 5, 1, 1, 2, 2, 2, 2},
+        {2, 9, 6, 6, 10, 3, 3, 3, 3, 1, 1, 1, 1},
+        {1, 8, 7, 7, 8, 3, 3, 1, 1, 4, 4, 4, 4},
+        {1, 16, 4, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1},
+        {1, 8, 2, 2, 16, 3, 3, 1, 1, 2, 2, 2, 2},
+        {3, 24, 9, 31, 8, 3, 5, 1, 2, 1, 2, 1, 2},
+        /* one output block (12-pixel strips), widened border regions, whole-row scratch */
+        {1, 8, 5, 30, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+        {1, 8, 5, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+        {2, 16, 9, 40, 16, 3, 3, 2, 2, 1, 1, 1, 1},
+        {1, 16, 4, 12, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+        {1, 8, 3, 25, 8, 1, 5, 1, 1, 0, 0, 0, 4},
+        {1, 8, 3, 25, 16, 1, 5, 1, 1, 0, 4, 0, 0},
+    };
+    check_cases(cases, sizeof cases / sizeof cases[0]);
+}
+
+static void test_conv_model_shapes(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        {1, 3, 299, 299, 32, 3, 3, 2, 2, 0, 0, 0, 0},  {1, 32, 147, 147, 64, 3, 3, 1, 1, 1, 1, 1, 1},
+        {1, 64, 73, 73, 80, 3, 3, 1, 1, 0, 0, 0, 0},   {1, 192, 35, 35, 64, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 64, 35, 35, 96, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 288, 35, 35, 384, 3, 3, 2, 2, 0, 0, 0, 0},
+        {1, 768, 17, 17, 192, 1, 1, 1, 1, 0, 0, 0, 0}, {1, 128, 17, 17, 128, 1, 7, 1, 1, 0, 3, 0, 3},
+        {1, 128, 17, 17, 192, 7, 1, 1, 1, 3, 0, 3, 0}, {1, 1280, 8, 8, 208, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 208, 8, 8, 208, 1, 3, 1, 1, 0, 1, 0, 1},   {1, 208, 8, 8, 208, 3, 3, 1, 1, 1, 1, 1, 1},
+    };
+    check_cases(cases, sizeof cases / sizeof cases[0]);
+}
+
+static void test_conv_random_shapes(void **state)
+{
+    (void)state;
+    rng_state = 0x1234567887654321ull;
+    for (int t = 0; t < 60; t++) {
+        conv_case c;
+        c.n = rng_int(1, 3);
+        c.c = rng_int(1, 40);
+        c.k = rng_int(1, 40);
+        c.kh = rng_int(1, 5);
+        c.kw = rng_int(1, 7);
+        c.sh = rng_int(1, 3);
+        c.sw = rng_int(1, 3);
+        c.pt = rng_int(0, 3);
+        c.pb = rng_int(0, 3);
+        c.pl = rng_int(0, 3);
+        c.pr = rng_int(0, 3);
+        c.h = rng_int(1, 20);
+        c.w = rng_int(1, 30);
+        if (c.h + c.pt + c.pb < c.kh)
+            c.h = c.kh;
+        if (c.w + c.pl + c.pr < c.kw)
+            c.w = c.kw;
+        check_cases(&c, 1);
+    }
+}
+
+int main(void)
+{
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        printf("test_avx2_conv: SKIP: this CPU lacks AVX2+FMA\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reorder_roundtrip),
+        cmocka_unit_test(test_conv_listed_shapes),
+        cmocka_unit_test(test_conv_model_shapes),
+        cmocka_unit_test(test_conv_random_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
