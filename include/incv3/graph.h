@@ -75,6 +75,7 @@ typedef struct incv3_node_info {
 } incv3_node_info;
 
 size_t incv3_graph_node_count(const incv3_graph *g);
+/* Fills info; for an id that is not a node, info->kind is "none" and the rest zero. */
 void incv3_graph_node_info(const incv3_graph *g, int node, incv3_node_info *info);
 int incv3_graph_output_node(const incv3_graph *g, int slot);
 

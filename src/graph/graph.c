@@ -173,8 +173,7 @@ int incv3_graph_add_param(incv3_graph *g, int node, const char *suffix, incv3_pa
 
 int incv3_graph_input_node(const incv3_graph *g)
 {
-    (void)g;
-    return 0;
+    return g->n_nodes > 0 ? 0 : -1;
 }
 
 int incv3_graph_set_output(incv3_graph *g, int slot, int node)
@@ -201,8 +200,12 @@ size_t incv3_graph_node_count(const incv3_graph *g)
 
 void incv3_graph_node_info(const incv3_graph *g, int node, incv3_node_info *info)
 {
-    const incv3_node *nd = &g->nodes[node];
     memset(info, 0, sizeof *info);
+    if (node < 0 || node >= g->n_nodes) {
+        info->kind = "none";
+        return;
+    }
+    const incv3_node *nd = &g->nodes[node];
     info->kind = nd->ops->kind;
     info->block = nd->block >= 0 ? g->blocks[nd->block] : NULL;
     info->name = nd->name;

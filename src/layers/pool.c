@@ -46,6 +46,8 @@ int incv3_graph_global_avgpool(incv3_graph *g, int in)
 {
     if (in < 0)
         return -1;
+    if (in >= g->n_nodes)
+        return incv3_graph_build_error(g, "global_avgpool: input node %d does not exist", in);
     const incv3_node *src = &g->nodes[in];
     return add_pool(g, &incv3_layer_global_avgpool, in, src->h, src->w, 1, 0);
 }

@@ -1,0 +1,301 @@
+/* Blocked direct convolution backward-data (the transposed convolution), AVX2+FMA.
+ *
+ * dx[n][c][ih][iw] = sum over k, r, q of dy[n][k][oh][ow] * w[k][c][r][q], where oh*SH = ih + PT - r and
+ * ow*SW = iw + PL - q. The kernel gathers: every dx element is summed by one OpenMP iteration, in an order
+ * fixed by the shape alone, so results are bitwise the same for any thread count.
+ *
+ * Stride phases: the dx columns of one row with the same iw mod SW ("column phase") are reached by the same
+ * kernel columns q = q0, q0 + SW, ... and neighbouring columns of a phase read neighbouring dy columns, so a
+ * phase is a stride-1 correlation of dy with a subset of the taps; likewise a dx row is reached by the
+ * kernel rows r = r0, r0 + SH, ... that keep oh inside [0, OH). With stride 1 there is one phase holding all
+ * taps, i.e. the forward convolution of dy with the flipped kernel. Every multiply-add done is one of the
+ * convolution's own (plus the zero columns below), so stride 2 costs no more per flop than stride 1.
+ *
+ * One OpenMP iteration is (image, pair of 8-channel dx blocks, dx row). Within a row phase, a strip of ur
+ * dx pixels x up to 2 dx blocks lives in ymm accumulators; each dy channel is broadcast once and multiplied
+ * into both blocks. Weights are transposed once per call into a scratch [C/8][K/8][kh][kw][8 k][8 c], so the
+ * 8 dx channels of a (k, tap) are one vector load. dy is copied once per call into a buffer with zero
+ * columns on both sides, wide enough that every tap of every dx column lands inside it, so the strip kernel
+ * has no branch and border pixels run at strip speed; kernel rows outside [0, OH) are clipped per dx row.
+ * dy channel blocks are processed in chunks whose weights stay in L1 while the strips sweep the row.
+ */
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avx2_kernels.h"
+
+#define BLK 8
+#define MAX_UR 12
+#define UR_B2 6
+#define UR_B1 12
+
+#ifndef CONV_BWD_AVX2_W_CHUNK_BYTES
+#define CONV_BWD_AVX2_W_CHUNK_BYTES (16 * 1024)
+#endif
+
+typedef struct bstrip_args {
+    const float *x; /* padded dy at (first chunk block, first valid row, pixel 0's first tap column) */
+    const float *w; /* transposed weights at (dx block, first chunk block, first valid row, first tap) */
+    float *y;       /* dx at (block, row, pixel 0) */
+    int ncb;        /* dy channel blocks in this chunk */
+    int nr;         /* valid kernel rows */
+    int nq;         /* kernel columns of this phase */
+    ptrdiff_t x_cb, x_row, x_tap; /* floats between dy blocks / successive valid rows / successive taps */
+    ptrdiff_t w_cb, w_row, w_tap; /* same for the weights */
+    size_t w_ob;                  /* floats between dx blocks of the weights */
+    size_t y_pix;                 /* floats between successive dx pixels of the phase */
+    size_t y_ob;                  /* floats between dx blocks */
+    int init;                     /* 1: start from zero, 0: add to dx */
+} bstrip_args;
+
+typedef void (*bstrip_fn)(const bstrip_args *a);
+
+static inline __attribute__((always_inline)) void bstrip_body(const bstrip_args *a, const int ur, const int nob)
+{
+    __m256 acc[MAX_UR][2];
+    float *y = a->y;
+    const size_t yp = a->y_pix;
+    if (a->init) {
+#pragma GCC unroll 12
+        for (int p = 0; p < ur; p++) {
+            acc[p][0] = _mm256_setzero_ps();
+            acc[p][1] = _mm256_setzero_ps();
+        }
+    } else {
+#pragma GCC unroll 12
+        for (int p = 0; p < ur; p++) {
+            acc[p][0] = _mm256_loadu_ps(y + p * yp);
+            acc[p][1] = nob > 1 ? _mm256_loadu_ps(y + a->y_ob + p * yp) : _mm256_setzero_ps();
+        }
+    }
+    const int nq = a->nq, nr = a->nr, ncb = a->ncb;
+    const size_t w_ob = a->w_ob;
+    for (int cb = 0; cb < ncb; cb++) {
+        const float *xc = a->x + cb * a->x_cb;
+        const float *wc = a->w + cb * a->w_cb;
+        for (int r = 0; r < nr; r++) {
+            const float *xq = xc + r * a->x_row;
+            const float *wq = wc + r * a->w_row;
+            for (int q = 0; q < nq; q++, xq += a->x_tap, wq += a->w_tap) {
+#pragma GCC unroll 8
+                for (int i = 0; i < BLK; i++) {
+                    const __m256 w0 = _mm256_loadu_ps(wq + i * BLK);
+                    const __m256 w1 = nob > 1 ? _mm256_loadu_ps(wq + w_ob + i * BLK) : w0;
+#pragma GCC unroll 12
+                    for (int p = 0; p < ur; p++) {
+                        const __m256 xb = _mm256_broadcast_ss(xq + p * BLK + i);
+                        acc[p][0] = _mm256_fmadd_ps(xb, w0, acc[p][0]);
+                        if (nob > 1)
+                            acc[p][1] = _mm256_fmadd_ps(xb, w1, acc[p][1]);
+                    }
+                }
+            }
+        }
+    }
+#pragma GCC unroll 12
+    for (int p = 0; p < ur; p++) {
+        _mm256_storeu_ps(y + p * yp, acc[p][0]);
+        if (nob > 1)
+            _mm256_storeu_ps(y + a->y_ob + p * yp, acc[p][1]);
+    }
+}
+
+#define BSTRIP(UR, NOB)                                                                                                \
+    static void bstrip_u##UR##_b##NOB(const bstrip_args *a)                                                            \
+    {                                                                                                                  \
+        bstrip_body(a, UR, NOB);                                                                                       \
+    }
+BSTRIP(1, 1)
+BSTRIP(2, 1)
+BSTRIP(3, 1)
+BSTRIP(4, 1)
+BSTRIP(5, 1)
+BSTRIP(6, 1)
+BSTRIP(7, 1)
+BSTRIP(8, 1)
+BSTRIP(9, 1)
+BSTRIP(10, 1)
+BSTRIP(11, 1)
+BSTRIP(12, 1)
+BSTRIP(1, 2)
+BSTRIP(2, 2)
+BSTRIP(3, 2)
+BSTRIP(4, 2)
+BSTRIP(5, 2)
+BSTRIP(6, 2)
+
+/* [nob - 1][ur - 1] */
+static const bstrip_fn bstrip_table[2][MAX_UR] = {
+    {bstrip_u1_b1, bstrip_u2_b1, bstrip_u3_b1, bstrip_u4_b1, bstrip_u5_b1, bstrip_u6_b1, bstrip_u7_b1, bstrip_u8_b1,
+     bstrip_u9_b1, bstrip_u10_b1, bstrip_u11_b1, bstrip_u12_b1},
+    {bstrip_u1_b2, bstrip_u2_b2, bstrip_u3_b2, bstrip_u4_b2, bstrip_u5_b2, bstrip_u6_b2},
+};
+
+/* npix pixels of one phase, split into the fewest strips of at most ur_max, of near-equal width. */
+static void run_bstrips(bstrip_args *a, int npix, int ur_max, const bstrip_fn *fns)
+{
+    const float *x = a->x;
+    float *y = a->y;
+    const int nstrips = (npix + ur_max - 1) / ur_max;
+    const int base = npix / nstrips, wider = npix % nstrips;
+    for (int t = 0, p = 0; t < nstrips; t++) {
+        const int ur = base + (t < wider);
+        a->x = x + (size_t)p * BLK;
+        a->y = y + (size_t)p * a->y_pix;
+        fns[ur - 1](a);
+        p += ur;
+    }
+}
+
+static void *xmalloc_floats(size_t count)
+{
+    void *p = malloc((count ? count : 1) * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "conv_bwd_data_f32_direct__avx2: out of memory for %zu floats\n", count);
+        abort();
+    }
+    return p;
+}
+
+/* Sets `count` pixels of 8 floats, `step` floats apart, to zero. */
+static void zero_pixels(float *y, int count, size_t step)
+{
+    for (int p = 0; p < count; p++)
+        _mm256_storeu_ps(y + (size_t)p * step, _mm256_setzero_ps());
+}
+
+void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c, const float *w8i8o, float *dx8c,
+                                    int accumulate)
+{
+    const int N = s->n, H = s->h, W = s->w, KH = s->kh, KW = s->kw;
+    const int SH = s->stride_h, SW = s->stride_w, PT = s->pad_top, PL = s->pad_left;
+    const int OH = s->oh, OW = s->ow;
+    const int CB = (s->c + BLK - 1) / BLK, KB = (s->k + BLK - 1) / BLK;
+    const int CBP = (CB + 1) / 2;
+    const size_t tap = (size_t)BLK * BLK;
+
+    /* Transposed weights wt[cb][kb][r][q][8 k][8 c] = w[kb][cb][r][q][8 c][8 k]. */
+    const size_t wt_cb = (size_t)KH * KW * tap, wt_ob = (size_t)KB * wt_cb;
+    float *wt = xmalloc_floats((size_t)CB * wt_ob);
+
+    /* Columns of dy that the taps of the dx columns reach, [ow_min, ow_max], over all column phases. */
+    int ow_min = 0, ow_max = OW - 1;
+    for (int ph = 0; ph < SW && ph < W; ph++) {
+        const int q0 = (ph + PL) % SW;
+        if (q0 >= KW)
+            continue;
+        const int nq = (KW - 1 - q0) / SW + 1, npix = (W - 1 - ph) / SW + 1;
+        const int base = (ph + PL - q0) / SW;
+        if (base - (nq - 1) < ow_min)
+            ow_min = base - (nq - 1);
+        if (base + npix - 1 > ow_max)
+            ow_max = base + npix - 1;
+    }
+    const int LP = -ow_min, OWP = ow_max - ow_min + 1;
+    const size_t p_row = (size_t)OWP * BLK, p_cb = (size_t)OH * p_row, p_img = (size_t)KB * p_cb;
+    float *dyp = xmalloc_floats((size_t)N * p_img);
+
+    const size_t y_row = (size_t)OW * BLK, y_cb = (size_t)OH * y_row, y_img = (size_t)KB * y_cb;
+    const size_t x_row = (size_t)W * BLK, x_cb = (size_t)H * x_row, x_img = (size_t)CB * x_cb;
+
+    size_t w_bytes_per_kb = 2 * wt_cb * sizeof(float);
+    int kb_chunk = (int)(CONV_BWD_AVX2_W_CHUNK_BYTES / w_bytes_per_kb);
+    if (kb_chunk < 1)
+        kb_chunk = 1;
+    if (kb_chunk > KB)
+        kb_chunk = KB;
+
+#pragma omp parallel
+    {
+#pragma omp for collapse(2) schedule(static)
+        for (int cb = 0; cb < CB; cb++) {
+            for (int kb = 0; kb < KB; kb++) {
+                const float *src = w8i8o + ((size_t)kb * CB + cb) * wt_cb;
+                float *dst = wt + (size_t)cb * wt_ob + (size_t)kb * wt_cb;
+                for (int t = 0; t < KH * KW; t++)
+                    for (int i = 0; i < BLK; i++)
+                        for (int o = 0; o < BLK; o++)
+                            dst[t * tap + o * BLK + i] = src[t * tap + i * BLK + o];
+            }
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int nk = 0; nk < N * KB; nk++) {
+            for (int oh = 0; oh < OH; oh++) {
+                const float *src = dy8c + (size_t)nk * y_cb + (size_t)oh * y_row;
+                float *dst = dyp + (size_t)nk * p_cb + (size_t)oh * p_row;
+                memset(dst, 0, (size_t)LP * BLK * sizeof *dst);
+                memcpy(dst + (size_t)LP * BLK, src, y_row * sizeof *dst);
+                memset(dst + (size_t)(LP + OW) * BLK, 0, (size_t)(OWP - LP - OW) * BLK * sizeof *dst);
+            }
+        }
+
+#pragma omp for collapse(3) schedule(static)
+        for (int n = 0; n < N; n++) {
+            for (int cbp = 0; cbp < CBP; cbp++) {
+                for (int ih = 0; ih < H; ih++) {
+                    const int cb = 2 * cbp;
+                    const int nob = CB - cb >= 2 ? 2 : 1;
+                    const int ur_max = nob == 2 ? UR_B2 : UR_B1;
+                    float *dxrow = dx8c + (size_t)n * x_img + (size_t)cb * x_cb + (size_t)ih * x_row;
+
+                    /* Valid kernel rows r = rf + t*SH, t in [t0, t1]; row r reads dy row ohf - t. */
+                    const int rf = (ih + PT) % SH, ohf = (ih + PT - rf) / SH;
+                    int t0 = ohf - (OH - 1) > 0 ? ohf - (OH - 1) : 0;
+                    int t1 = rf < KH ? (KH - 1 - rf) / SH : -1;
+                    if (t1 > ohf)
+                        t1 = ohf;
+                    const int nr = t1 - t0 + 1;
+                    if (nr <= 0) {
+                        if (!accumulate)
+                            for (int b = 0; b < nob; b++)
+                                zero_pixels(dxrow + (size_t)b * x_cb, W, BLK);
+                        continue;
+                    }
+                    const int r_start = rf + t0 * SH, oh_start = ohf - t0;
+
+                    bstrip_args a;
+                    a.nr = nr;
+                    a.x_cb = (ptrdiff_t)p_cb;
+                    a.x_row = -(ptrdiff_t)p_row;
+                    a.x_tap = -BLK;
+                    a.w_cb = (ptrdiff_t)wt_cb;
+                    a.w_row = (ptrdiff_t)SH * KW * (ptrdiff_t)tap;
+                    a.w_tap = (ptrdiff_t)SW * (ptrdiff_t)tap;
+                    a.w_ob = wt_ob;
+                    a.y_pix = (size_t)SW * BLK;
+                    a.y_ob = x_cb;
+                    const bstrip_fn *fns = bstrip_table[nob - 1];
+
+                    for (int ph = 0; ph < SW && ph < W; ph++) {
+                        const int npix = (W - 1 - ph) / SW + 1;
+                        const int q0 = (ph + PL) % SW;
+                        float *dxph = dxrow + (size_t)ph * BLK;
+                        if (q0 >= KW) { /* no kernel column reaches this phase */
+                            if (!accumulate)
+                                for (int b = 0; b < nob; b++)
+                                    zero_pixels(dxph + (size_t)b * x_cb, npix, a.y_pix);
+                            continue;
+                        }
+                        a.nq = (KW - 1 - q0) / SW + 1;
+                        const int base = (ph + PL - q0) / SW; /* dy column of pixel 0's first tap */
+                        const float *xph = dyp + (size_t)n * p_img + (size_t)oh_start * p_row + (size_t)(base + LP) * BLK;
+                        const float *wph = wt + (size_t)cb * wt_ob + ((size_t)r_start * KW + q0) * tap;
+                        for (int kb0 = 0; kb0 < KB; kb0 += kb_chunk) {
+                            a.ncb = KB - kb0 < kb_chunk ? KB - kb0 : kb_chunk;
+                            a.init = kb0 == 0 && !accumulate;
+                            a.x = xph + (size_t)kb0 * p_cb;
+                            a.w = wph + (size_t)kb0 * wt_cb;
+                            a.y = dxph;
+                            run_bstrips(&a, npix, ur_max, fns);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(wt);
+    free(dyp);
+}
