@@ -16,7 +16,7 @@ void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, cons
  * incv3_conv_shape_finish() accepts (any stride and padding). dy8c is n x ceil(k/8) x oh x ow x 8, w8i8o is
  * OIhw8i8o with zero padding; dx8c (n x ceil(c/8) x h x w x 8) is overwritten entirely when accumulate is 0
  * (its padding channels with 0 when dy is finite), or added to when accumulate is 1 (its padding channels
- * keep their values). Allocates per-call scratch (transposed weights, a column-padded copy of dy). No
+ * keep their values). Allocates per-call scratch (transposed weights, per-thread border copies). No
  * alignment is required of the pointers. */
 void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c, const float *w8i8o, float *dx8c,
                                     int accumulate);

@@ -9,14 +9,15 @@
  * phase is a stride-1 correlation of dy with a subset of the taps; likewise a dx row is reached by the
  * kernel rows r = r0, r0 + SH, ... that keep oh inside [0, OH). With stride 1 there is one phase holding all
  * taps, i.e. the forward convolution of dy with the flipped kernel. Every multiply-add done is one of the
- * convolution's own (plus the zero columns below), so stride 2 costs no more per flop than stride 1.
+ * convolution's own, plus the zero-padding columns of border strips (no wasted stride-2 taps).
  *
  * One OpenMP iteration is (image, pair of 8-channel dx blocks, dx row). Within a row phase, a strip of ur
  * dx pixels x up to 2 dx blocks lives in ymm accumulators; each dy channel is broadcast once and multiplied
  * into both blocks. Weights are transposed once per call into a scratch [C/8][K/8][kh][kw][8 k][8 c], so the
- * 8 dx channels of a (k, tap) are one vector load. dy is copied once per call into a buffer with zero
- * columns on both sides, wide enough that every tap of every dx column lands inside it, so the strip kernel
- * has no branch and border pixels run at strip speed; kernel rows outside [0, OH) are clipped per dx row.
+ * 8 dx channels of a (k, tap) are one vector load. Kernel rows outside [0, OH) are clipped per dx row;
+ * pixels whose taps reach dy columns outside [0, OW) run the same strip kernel on a small per-thread copy
+ * of their dy columns with the padding as zeros (border regions widened to a full strip, as in the forward
+ * kernel), so the strip kernel has no branch and border pixels run at strip speed.
  * dy channel blocks are processed in chunks whose weights stay in L1 while the strips sweep the row.
  */
 #include <immintrin.h>
@@ -181,23 +182,6 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
     const size_t wt_cb = (size_t)KH * KW * tap, wt_ob = (size_t)KB * wt_cb;
     float *wt = xmalloc_floats((size_t)CB * wt_ob);
 
-    /* Columns of dy that the taps of the dx columns reach, [ow_min, ow_max], over all column phases. */
-    int ow_min = 0, ow_max = OW - 1;
-    for (int ph = 0; ph < SW && ph < W; ph++) {
-        const int q0 = (ph + PL) % SW;
-        if (q0 >= KW)
-            continue;
-        const int nq = (KW - 1 - q0) / SW + 1, npix = (W - 1 - ph) / SW + 1;
-        const int base = (ph + PL - q0) / SW;
-        if (base - (nq - 1) < ow_min)
-            ow_min = base - (nq - 1);
-        if (base + npix - 1 > ow_max)
-            ow_max = base + npix - 1;
-    }
-    const int LP = -ow_min, OWP = ow_max - ow_min + 1;
-    const size_t p_row = (size_t)OWP * BLK, p_cb = (size_t)OH * p_row, p_img = (size_t)KB * p_cb;
-    float *dyp = xmalloc_floats((size_t)N * p_img);
-
     const size_t y_row = (size_t)OW * BLK, y_cb = (size_t)OH * y_row, y_img = (size_t)KB * y_cb;
     const size_t x_row = (size_t)W * BLK, x_cb = (size_t)H * x_row, x_img = (size_t)CB * x_cb;
 
@@ -207,9 +191,12 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
         kb_chunk = 1;
     if (kb_chunk > KB)
         kb_chunk = KB;
+    /* Border strips read a per-thread copy of their dy columns with the padding as zeros. */
+    const size_t scratch_floats = (size_t)kb_chunk * KH * ((size_t)W + KW) * BLK;
 
 #pragma omp parallel
     {
+        float *scratch = xmalloc_floats(scratch_floats);
 #pragma omp for collapse(2) schedule(static)
         for (int cb = 0; cb < CB; cb++) {
             for (int kb = 0; kb < KB; kb++) {
@@ -221,17 +208,6 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
                             dst[t * tap + o * BLK + i] = src[t * tap + i * BLK + o];
             }
         }
-#pragma omp for collapse(2) schedule(static)
-        for (int nk = 0; nk < N * KB; nk++) {
-            for (int oh = 0; oh < OH; oh++) {
-                const float *src = dy8c + (size_t)nk * y_cb + (size_t)oh * y_row;
-                float *dst = dyp + (size_t)nk * p_cb + (size_t)oh * p_row;
-                memset(dst, 0, (size_t)LP * BLK * sizeof *dst);
-                memcpy(dst + (size_t)LP * BLK, src, y_row * sizeof *dst);
-                memset(dst + (size_t)(LP + OW) * BLK, 0, (size_t)(OWP - LP - OW) * BLK * sizeof *dst);
-            }
-        }
-
 #pragma omp for collapse(3) schedule(static)
         for (int n = 0; n < N; n++) {
             for (int cbp = 0; cbp < CBP; cbp++) {
@@ -258,8 +234,6 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
 
                     bstrip_args a;
                     a.nr = nr;
-                    a.x_cb = (ptrdiff_t)p_cb;
-                    a.x_row = -(ptrdiff_t)p_row;
                     a.x_tap = -BLK;
                     a.w_cb = (ptrdiff_t)wt_cb;
                     a.w_row = (ptrdiff_t)SH * KW * (ptrdiff_t)tap;
@@ -280,22 +254,73 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
                             continue;
                         }
                         a.nq = (KW - 1 - q0) / SW + 1;
+                        const int nq = a.nq;
                         const int base = (ph + PL - q0) / SW; /* dy column of pixel 0's first tap */
-                        const float *xph = dyp + (size_t)n * p_img + (size_t)oh_start * p_row + (size_t)(base + LP) * BLK;
+                        /* Interior pixels [j_lo, j_hi): all taps read dy columns inside [0, OW). Border
+                         * regions are widened to a full strip as in the forward kernel. */
+                        int j_lo = nq - 1 - base > 0 ? nq - 1 - base : 0;
+                        int j_hi = OW - base < npix ? OW - base : npix;
+                        int lb, rb;
+                        if (j_hi <= j_lo) {
+                            lb = rb = npix;
+                        } else {
+                            lb = j_lo > 0 ? (j_lo > ur_max ? j_lo : ur_max) : 0;
+                            rb = j_hi < npix ? (npix - j_hi > ur_max ? j_hi : npix - ur_max) : npix;
+                            if (lb > npix || rb < 0 || lb > rb)
+                                lb = rb = npix;
+                        }
+                        const float *xph = dy8c + (size_t)n * y_img + (size_t)oh_start * y_row;
                         const float *wph = wt + (size_t)cb * wt_ob + ((size_t)r_start * KW + q0) * tap;
                         for (int kb0 = 0; kb0 < KB; kb0 += kb_chunk) {
                             a.ncb = KB - kb0 < kb_chunk ? KB - kb0 : kb_chunk;
                             a.init = kb0 == 0 && !accumulate;
-                            a.x = xph + (size_t)kb0 * p_cb;
                             a.w = wph + (size_t)kb0 * wt_cb;
-                            a.y = dxph;
-                            run_bstrips(&a, npix, ur_max, fns);
+                            const float *xchunk = xph + (size_t)kb0 * y_cb;
+                            const int reg_lo[4] = {0, lb, rb, npix};
+                            for (int reg = 0; reg < 3; reg++) {
+                                const int np = reg_lo[reg + 1] - reg_lo[reg];
+                                if (np <= 0)
+                                    continue;
+                                const int c0 = base + reg_lo[reg]; /* dy column of the first pixel's first tap */
+                                a.y = dxph + (size_t)reg_lo[reg] * a.y_pix;
+                                if (reg == 1) {
+                                    a.x = xchunk + (ptrdiff_t)c0 * BLK;
+                                    a.x_cb = (ptrdiff_t)y_cb;
+                                    a.x_row = -(ptrdiff_t)y_row;
+                                } else {
+                                    /* scratch [cb][valid row t][col], col j = dy column c0 - (nq-1) + j */
+                                    const int ncols = np + nq - 1, cs = c0 - (nq - 1);
+                                    int lo = cs < 0 ? -cs : 0, hi = OW - cs;
+                                    if (lo > ncols)
+                                        lo = ncols;
+                                    if (hi > ncols)
+                                        hi = ncols;
+                                    if (hi < lo)
+                                        hi = lo;
+                                    for (int c = 0; c < a.ncb; c++)
+                                        for (int t = 0; t < nr; t++) {
+                                            float *d = scratch + ((size_t)c * nr + t) * ncols * BLK;
+                                            const float *src = xchunk + (size_t)c * y_cb - (ptrdiff_t)t * y_row;
+                                            for (int j = 0; j < lo; j++)
+                                                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
+                                            for (int j = lo; j < hi; j++)
+                                                _mm256_storeu_ps(d + (size_t)j * BLK,
+                                                                 _mm256_loadu_ps(src + (ptrdiff_t)(cs + j) * BLK));
+                                            for (int j = hi; j < ncols; j++)
+                                                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
+                                        }
+                                    a.x = scratch + (size_t)(nq - 1) * BLK;
+                                    a.x_cb = (ptrdiff_t)nr * ncols * BLK;
+                                    a.x_row = (ptrdiff_t)ncols * BLK;
+                                }
+                                run_bstrips(&a, np, ur_max, fns);
+                            }
                         }
                     }
                 }
             }
         }
+        free(scratch);
     }
     free(wt);
-    free(dyp);
 }
