@@ -20,136 +20,18 @@
  * kernel), so the strip kernel has no branch and border pixels run at strip speed.
  * dy channel blocks are processed in chunks whose weights stay in L1 while the strips sweep the row.
  */
-#include <immintrin.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "avx2_kernels.h"
+#include "conv_strip_avx2.h"
 
-#define BLK 8
-#define MAX_UR 12
-#define UR_B2 6
-#define UR_B1 12
+#define BLK CONV_STRIP_BLK
 
 #ifndef CONV_BWD_AVX2_W_CHUNK_BYTES
 #define CONV_BWD_AVX2_W_CHUNK_BYTES (16 * 1024)
 #endif
-
-typedef struct bstrip_args {
-    const float *x; /* padded dy at (first chunk block, first valid row, pixel 0's first tap column) */
-    const float *w; /* transposed weights at (dx block, first chunk block, first valid row, first tap) */
-    float *y;       /* dx at (block, row, pixel 0) */
-    int ncb;        /* dy channel blocks in this chunk */
-    int nr;         /* valid kernel rows */
-    int nq;         /* kernel columns of this phase */
-    ptrdiff_t x_cb, x_row, x_tap; /* floats between dy blocks / successive valid rows / successive taps */
-    ptrdiff_t w_cb, w_row, w_tap; /* same for the weights */
-    size_t w_ob;                  /* floats between dx blocks of the weights */
-    size_t y_pix;                 /* floats between successive dx pixels of the phase */
-    size_t y_ob;                  /* floats between dx blocks */
-    int init;                     /* 1: start from zero, 0: add to dx */
-} bstrip_args;
-
-typedef void (*bstrip_fn)(const bstrip_args *a);
-
-static inline __attribute__((always_inline)) void bstrip_body(const bstrip_args *a, const int ur, const int nob)
-{
-    __m256 acc[MAX_UR][2];
-    float *y = a->y;
-    const size_t yp = a->y_pix;
-    if (a->init) {
-#pragma GCC unroll 12
-        for (int p = 0; p < ur; p++) {
-            acc[p][0] = _mm256_setzero_ps();
-            acc[p][1] = _mm256_setzero_ps();
-        }
-    } else {
-#pragma GCC unroll 12
-        for (int p = 0; p < ur; p++) {
-            acc[p][0] = _mm256_loadu_ps(y + p * yp);
-            acc[p][1] = nob > 1 ? _mm256_loadu_ps(y + a->y_ob + p * yp) : _mm256_setzero_ps();
-        }
-    }
-    const int nq = a->nq, nr = a->nr, ncb = a->ncb;
-    const size_t w_ob = a->w_ob;
-    for (int cb = 0; cb < ncb; cb++) {
-        const float *xc = a->x + cb * a->x_cb;
-        const float *wc = a->w + cb * a->w_cb;
-        for (int r = 0; r < nr; r++) {
-            const float *xq = xc + r * a->x_row;
-            const float *wq = wc + r * a->w_row;
-            for (int q = 0; q < nq; q++, xq += a->x_tap, wq += a->w_tap) {
-#pragma GCC unroll 8
-                for (int i = 0; i < BLK; i++) {
-                    const __m256 w0 = _mm256_loadu_ps(wq + i * BLK);
-                    const __m256 w1 = nob > 1 ? _mm256_loadu_ps(wq + w_ob + i * BLK) : w0;
-#pragma GCC unroll 12
-                    for (int p = 0; p < ur; p++) {
-                        const __m256 xb = _mm256_broadcast_ss(xq + p * BLK + i);
-                        acc[p][0] = _mm256_fmadd_ps(xb, w0, acc[p][0]);
-                        if (nob > 1)
-                            acc[p][1] = _mm256_fmadd_ps(xb, w1, acc[p][1]);
-                    }
-                }
-            }
-        }
-    }
-#pragma GCC unroll 12
-    for (int p = 0; p < ur; p++) {
-        _mm256_storeu_ps(y + p * yp, acc[p][0]);
-        if (nob > 1)
-            _mm256_storeu_ps(y + a->y_ob + p * yp, acc[p][1]);
-    }
-}
-
-#define BSTRIP(UR, NOB)                                                                                                \
-    static void bstrip_u##UR##_b##NOB(const bstrip_args *a)                                                            \
-    {                                                                                                                  \
-        bstrip_body(a, UR, NOB);                                                                                       \
-    }
-BSTRIP(1, 1)
-BSTRIP(2, 1)
-BSTRIP(3, 1)
-BSTRIP(4, 1)
-BSTRIP(5, 1)
-BSTRIP(6, 1)
-BSTRIP(7, 1)
-BSTRIP(8, 1)
-BSTRIP(9, 1)
-BSTRIP(10, 1)
-BSTRIP(11, 1)
-BSTRIP(12, 1)
-BSTRIP(1, 2)
-BSTRIP(2, 2)
-BSTRIP(3, 2)
-BSTRIP(4, 2)
-BSTRIP(5, 2)
-BSTRIP(6, 2)
-
-/* [nob - 1][ur - 1] */
-static const bstrip_fn bstrip_table[2][MAX_UR] = {
-    {bstrip_u1_b1, bstrip_u2_b1, bstrip_u3_b1, bstrip_u4_b1, bstrip_u5_b1, bstrip_u6_b1, bstrip_u7_b1, bstrip_u8_b1,
-     bstrip_u9_b1, bstrip_u10_b1, bstrip_u11_b1, bstrip_u12_b1},
-    {bstrip_u1_b2, bstrip_u2_b2, bstrip_u3_b2, bstrip_u4_b2, bstrip_u5_b2, bstrip_u6_b2},
-};
-
-/* npix pixels of one phase, split into the fewest strips of at most ur_max, of near-equal width. */
-static void run_bstrips(bstrip_args *a, int npix, int ur_max, const bstrip_fn *fns)
-{
-    const float *x = a->x;
-    float *y = a->y;
-    const int nstrips = (npix + ur_max - 1) / ur_max;
-    const int base = npix / nstrips, wider = npix % nstrips;
-    for (int t = 0, p = 0; t < nstrips; t++) {
-        const int ur = base + (t < wider);
-        a->x = x + (size_t)p * BLK;
-        a->y = y + (size_t)p * a->y_pix;
-        fns[ur - 1](a);
-        p += ur;
-    }
-}
 
 static void *xmalloc_floats(size_t count)
 {
@@ -159,13 +41,6 @@ static void *xmalloc_floats(size_t count)
         abort();
     }
     return p;
-}
-
-/* Sets `count` pixels of 8 floats, `step` floats apart, to zero. */
-static void zero_pixels(float *y, int count, size_t step)
-{
-    for (int p = 0; p < count; p++)
-        _mm256_storeu_ps(y + (size_t)p * step, _mm256_setzero_ps());
 }
 
 void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c, const float *w8i8o, float *dx8c,
@@ -214,7 +89,7 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
                 for (int ih = 0; ih < H; ih++) {
                     const int cb = 2 * cbp;
                     const int nob = CB - cb >= 2 ? 2 : 1;
-                    const int ur_max = nob == 2 ? UR_B2 : UR_B1;
+                    const int ur_max = nob == 2 ? CONV_STRIP_UR_B2 : CONV_STRIP_UR_B1;
                     float *dxrow = dx8c + (size_t)n * x_img + (size_t)cb * x_cb + (size_t)ih * x_row;
 
                     /* Valid kernel rows r = rf + t*SH, t in [t0, t1]; row r reads dy row ohf - t. */
@@ -227,21 +102,21 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
                     if (nr <= 0) {
                         if (!accumulate)
                             for (int b = 0; b < nob; b++)
-                                zero_pixels(dxrow + (size_t)b * x_cb, W, BLK);
+                                conv_strip_zero_pixels_avx2(dxrow + (size_t)b * x_cb, W, BLK);
                         continue;
                     }
                     const int r_start = rf + t0 * SH, oh_start = ohf - t0;
 
-                    bstrip_args a;
+                    conv_strip_args a;
                     a.nr = nr;
-                    a.x_tap = -BLK;
+                    a.x_pix = BLK;
                     a.w_cb = (ptrdiff_t)wt_cb;
                     a.w_row = (ptrdiff_t)SH * KW * (ptrdiff_t)tap;
                     a.w_tap = (ptrdiff_t)SW * (ptrdiff_t)tap;
                     a.w_ob = wt_ob;
                     a.y_pix = (size_t)SW * BLK;
                     a.y_ob = x_cb;
-                    const bstrip_fn *fns = bstrip_table[nob - 1];
+                    const conv_strip_fn *fns = conv_strip_table_reversed_avx2(nob);
 
                     for (int ph = 0; ph < SW && ph < W; ph++) {
                         const int npix = (W - 1 - ph) / SW + 1;
@@ -250,7 +125,7 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
                         if (q0 >= KW) { /* no kernel column reaches this phase */
                             if (!accumulate)
                                 for (int b = 0; b < nob; b++)
-                                    zero_pixels(dxph + (size_t)b * x_cb, npix, a.y_pix);
+                                    conv_strip_zero_pixels_avx2(dxph + (size_t)b * x_cb, npix, a.y_pix);
                             continue;
                         }
                         a.nq = (KW - 1 - q0) / SW + 1;
@@ -289,31 +164,14 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
                                     a.x_row = -(ptrdiff_t)y_row;
                                 } else {
                                     /* scratch [cb][valid row t][col], col j = dy column c0 - (nq-1) + j */
-                                    const int ncols = np + nq - 1, cs = c0 - (nq - 1);
-                                    int lo = cs < 0 ? -cs : 0, hi = OW - cs;
-                                    if (lo > ncols)
-                                        lo = ncols;
-                                    if (hi > ncols)
-                                        hi = ncols;
-                                    if (hi < lo)
-                                        hi = lo;
-                                    for (int c = 0; c < a.ncb; c++)
-                                        for (int t = 0; t < nr; t++) {
-                                            float *d = scratch + ((size_t)c * nr + t) * ncols * BLK;
-                                            const float *src = xchunk + (size_t)c * y_cb - (ptrdiff_t)t * y_row;
-                                            for (int j = 0; j < lo; j++)
-                                                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
-                                            for (int j = lo; j < hi; j++)
-                                                _mm256_storeu_ps(d + (size_t)j * BLK,
-                                                                 _mm256_loadu_ps(src + (ptrdiff_t)(cs + j) * BLK));
-                                            for (int j = hi; j < ncols; j++)
-                                                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
-                                        }
+                                    const int ncols = np + nq - 1;
+                                    conv_strip_copy_cols_avx2(scratch, xchunk, a.ncb, nr, c0 - (nq - 1), ncols, OW,
+                                                              (ptrdiff_t)y_cb, -(ptrdiff_t)y_row);
                                     a.x = scratch + (size_t)(nq - 1) * BLK;
                                     a.x_cb = (ptrdiff_t)nr * ncols * BLK;
                                     a.x_row = (ptrdiff_t)ncols * BLK;
                                 }
-                                run_bstrips(&a, np, ur_max, fns);
+                                conv_strip_run_avx2(&a, np, ur_max, fns);
                             }
                         }
                     }

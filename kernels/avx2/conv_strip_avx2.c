@@ -1,0 +1,179 @@
+#include "conv_strip_avx2.h"
+
+#include <immintrin.h>
+
+#define BLK CONV_STRIP_BLK
+#define MAX_UR CONV_STRIP_MAX_UR
+
+/* Instantiated for each (ur, nob, x pixel stride, tap direction) so that the accumulators are named
+ * registers and every x/w offset in the unrolled loops is an immediate displacement. xpb == 0: pixel stride
+ * known at run time (convolution strides other than 1 and 2, none in Inception-V3). Forward taps step x by
+ * +8, w by one 8x8 tap and y by one pixel (constants: the 1x1 layers, with one tap, lose 6-8% when these
+ * are run-time values); reversed taps (backward-data) step x by -8, w by a->w_tap and y by a->y_pix. */
+static inline __attribute__((always_inline)) void strip_body(const conv_strip_args *a, const int ur, const int nob,
+                                                             const int xpb, const int reversed)
+{
+    const ptrdiff_t xp = xpb ? xpb * BLK : a->x_pix;
+    const ptrdiff_t x_tap = reversed ? -BLK : BLK, w_tap = reversed ? a->w_tap : BLK * BLK;
+    const size_t yp = reversed ? a->y_pix : BLK;
+    __m256 acc[MAX_UR][2];
+    float *y = a->y;
+    if (a->init) {
+#pragma GCC unroll 12
+        for (int p = 0; p < ur; p++) {
+            acc[p][0] = _mm256_setzero_ps();
+            acc[p][1] = _mm256_setzero_ps();
+        }
+    } else {
+#pragma GCC unroll 12
+        for (int p = 0; p < ur; p++) {
+            acc[p][0] = _mm256_loadu_ps(y + p * yp);
+            acc[p][1] = nob > 1 ? _mm256_loadu_ps(y + a->y_ob + p * yp) : _mm256_setzero_ps();
+        }
+    }
+    const int nq = a->nq, nr = a->nr, ncb = a->ncb;
+    const size_t w_ob = a->w_ob;
+    const ptrdiff_t x_cb = a->x_cb, x_row = a->x_row, w_cb = a->w_cb, w_row = a->w_row;
+    /* Pointers advance by increments: with one tap (1x1 layers) these loops are the hot ones, and
+     * recomputing base + index * stride there cost 6-8%. */
+    const float *xc = a->x, *wc = a->w;
+    for (int cb = 0; cb < ncb; cb++, xc += x_cb, wc += w_cb) {
+        const float *xr = xc, *wr = wc;
+        for (int r = 0; r < nr; r++, xr += x_row, wr += w_row) {
+            const float *xq = xr, *wq = wr;
+            for (int q = 0; q < nq; q++, xq += x_tap, wq += w_tap) {
+#pragma GCC unroll 8
+                for (int i = 0; i < BLK; i++) {
+                    const __m256 w0 = _mm256_loadu_ps(wq + i * BLK);
+                    const __m256 w1 = nob > 1 ? _mm256_loadu_ps(wq + w_ob + i * BLK) : w0;
+#pragma GCC unroll 12
+                    for (int p = 0; p < ur; p++) {
+                        const __m256 xb = _mm256_broadcast_ss(xq + p * xp + i);
+                        acc[p][0] = _mm256_fmadd_ps(xb, w0, acc[p][0]);
+                        if (nob > 1)
+                            acc[p][1] = _mm256_fmadd_ps(xb, w1, acc[p][1]);
+                    }
+                }
+            }
+        }
+    }
+#pragma GCC unroll 12
+    for (int p = 0; p < ur; p++) {
+        _mm256_storeu_ps(y + p * yp, acc[p][0]);
+        if (nob > 1)
+            _mm256_storeu_ps(y + a->y_ob + p * yp, acc[p][1]);
+    }
+}
+
+/* XPB 0, 1, 2: forward taps with that pixel stride; XPB 3: reversed taps, pixel stride 1. */
+#define STRIP(UR, NOB, XPB)                                                                                            \
+    static void strip_u##UR##_b##NOB##_x##XPB(const conv_strip_args *a)                                              \
+    {                                                                                                                  \
+        strip_body(a, UR, NOB, XPB == 3 ? 1 : XPB, XPB == 3);                                                          \
+    }
+#define STRIPS_B1(XPB)                                                                                                 \
+    STRIP(1, 1, XPB)                                                                                                   \
+    STRIP(2, 1, XPB)                                                                                                   \
+    STRIP(3, 1, XPB)                                                                                                   \
+    STRIP(4, 1, XPB)                                                                                                   \
+    STRIP(5, 1, XPB)                                                                                                   \
+    STRIP(6, 1, XPB)                                                                                                   \
+    STRIP(7, 1, XPB)                                                                                                   \
+    STRIP(8, 1, XPB)                                                                                                   \
+    STRIP(9, 1, XPB)                                                                                                   \
+    STRIP(10, 1, XPB)                                                                                                  \
+    STRIP(11, 1, XPB)                                                                                                  \
+    STRIP(12, 1, XPB)
+#define STRIPS_B2(XPB)                                                                                                 \
+    STRIP(1, 2, XPB)                                                                                                   \
+    STRIP(2, 2, XPB)                                                                                                   \
+    STRIP(3, 2, XPB)                                                                                                   \
+    STRIP(4, 2, XPB)                                                                                                   \
+    STRIP(5, 2, XPB)                                                                                                   \
+    STRIP(6, 2, XPB)
+#define TABLE_B1(XPB)                                                                                                  \
+    {                                                                                                                  \
+        strip_u1_b1_x##XPB, strip_u2_b1_x##XPB, strip_u3_b1_x##XPB, strip_u4_b1_x##XPB, strip_u5_b1_x##XPB,            \
+            strip_u6_b1_x##XPB, strip_u7_b1_x##XPB, strip_u8_b1_x##XPB, strip_u9_b1_x##XPB, strip_u10_b1_x##XPB,       \
+            strip_u11_b1_x##XPB, strip_u12_b1_x##XPB                                                                   \
+    }
+#define TABLE_B2(XPB)                                                                                                  \
+    {                                                                                                                  \
+        strip_u1_b2_x##XPB, strip_u2_b2_x##XPB, strip_u3_b2_x##XPB, strip_u4_b2_x##XPB, strip_u5_b2_x##XPB,            \
+            strip_u6_b2_x##XPB                                                                                         \
+    }
+
+STRIPS_B1(0)
+STRIPS_B1(1)
+STRIPS_B1(2)
+STRIPS_B1(3)
+STRIPS_B2(0)
+STRIPS_B2(1)
+STRIPS_B2(2)
+STRIPS_B2(3)
+
+/* [x pixel stride in blocks (0 run-time, 1, 2), or 3 for reversed taps][nob - 1][ur - 1] */
+static const conv_strip_fn strip_table[4][2][MAX_UR] = {
+    {TABLE_B1(0), TABLE_B2(0)},
+    {TABLE_B1(1), TABLE_B2(1)},
+    {TABLE_B1(2), TABLE_B2(2)},
+    {TABLE_B1(3), TABLE_B2(3)},
+};
+
+const conv_strip_fn *conv_strip_table_avx2(int x_pix_blocks, int nob)
+{
+    return strip_table[x_pix_blocks >= 0 && x_pix_blocks <= 2 ? x_pix_blocks : 0][nob - 1];
+}
+
+const conv_strip_fn *conv_strip_table_reversed_avx2(int nob)
+{
+    return strip_table[3][nob - 1];
+}
+
+void conv_strip_run_avx2(conv_strip_args *a, int npix, int ur_max, const conv_strip_fn *fns)
+{
+    const float *x = a->x;
+    float *y = a->y;
+    const int nstrips = (npix + ur_max - 1) / ur_max;
+    const int base = npix / nstrips, wider = npix % nstrips;
+    for (int t = 0, p = 0; t < nstrips; t++) {
+        const int ur = base + (t < wider);
+        a->x = x + p * a->x_pix;
+        a->y = y + (size_t)p * a->y_pix;
+        fns[ur - 1](a);
+        p += ur;
+    }
+    a->x = x;
+    a->y = y;
+}
+
+void conv_strip_copy_cols_avx2(float *dst, const float *src, int ncb, int nr, int col0, int ncols, int width,
+                               ptrdiff_t src_cb, ptrdiff_t src_row)
+{
+    /* [lo, hi): the columns inside the source; all-padding copies (huge pads) give lo == hi. */
+    int lo = col0 < 0 ? -col0 : 0, hi = width - col0;
+    if (lo > ncols)
+        lo = ncols;
+    if (hi > ncols)
+        hi = ncols;
+    if (hi < lo)
+        hi = lo;
+    for (int cb = 0; cb < ncb; cb++) {
+        for (int r = 0; r < nr; r++) {
+            float *d = dst + ((size_t)cb * nr + r) * ncols * BLK;
+            const float *s = src + cb * src_cb + r * src_row;
+            for (int j = 0; j < lo; j++)
+                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
+            for (int j = lo; j < hi; j++)
+                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_loadu_ps(s + (ptrdiff_t)(col0 + j) * BLK));
+            for (int j = hi; j < ncols; j++)
+                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
+        }
+    }
+}
+
+void conv_strip_zero_pixels_avx2(float *y, int count, size_t step)
+{
+    for (int p = 0; p < count; p++)
+        _mm256_storeu_ps(y + (size_t)p * step, _mm256_setzero_ps());
+}
