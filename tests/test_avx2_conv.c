@@ -17,42 +17,16 @@
 #include "avx2/avx2_kernels.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
+#include "conv_test_util.h"
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-
-static int rng_int(int lo, int hi) /* inclusive */
-{
-    return lo + (int)(rng_u32() % (uint32_t)(hi - lo + 1));
-}
-
-static void fill_uniform(float *p, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        p[i] = (float)rng_u32() / 4294967296.0f * 2.0f - 1.0f;
-}
-
-static float *alloc_floats(size_t count)
-{
-    float *p = malloc((count ? count : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
 
 /* ---- reorders ---- */
 
 static void check_act_roundtrip(incv3_dims d)
 {
     const size_t cnt = incv3_dims_count(d), bcnt = reorder_nchw8c_count(d);
-    float *a = alloc_floats(cnt), *b = alloc_floats(bcnt), *c = alloc_floats(cnt);
-    fill_uniform(a, cnt);
+    float *a = conv_test_alloc(cnt), *b = conv_test_alloc(bcnt), *c = conv_test_alloc(cnt);
+    conv_test_fill(a, cnt);
     for (size_t i = 0; i < bcnt; i++)
         b[i] = NAN; /* every element, padding included, must be written */
     reorder_nchw_to_nchw8c_f32(d, a, b);
@@ -75,8 +49,8 @@ static void check_act_roundtrip(incv3_dims d)
 static void check_weight_roundtrip(int k, int c, int kh, int kw)
 {
     const size_t cnt = (size_t)k * c * kh * kw, bcnt = reorder_oihw8i8o_count(k, c, kh, kw);
-    float *a = alloc_floats(cnt), *b = alloc_floats(bcnt), *r = alloc_floats(cnt);
-    fill_uniform(a, cnt);
+    float *a = conv_test_alloc(cnt), *b = conv_test_alloc(bcnt), *r = conv_test_alloc(cnt);
+    conv_test_fill(a, cnt);
     for (size_t i = 0; i < bcnt; i++)
         b[i] = NAN;
     reorder_oihw_to_oihw8i8o_f32(k, c, kh, kw, a, b);
@@ -108,36 +82,19 @@ static void test_reorder_roundtrip(void **state)
 
 /* ---- convolution ---- */
 
-typedef struct conv_case {
-    int n, c, h, w, k, kh, kw, sh, sw, pt, pl, pb, pr;
-} conv_case;
-
 /* Runs reference and AVX2 kernel on random data; returns the norm-wise relative error and checks the
  * padding channels of the blocked output are exactly zero. */
 static double run_case(const conv_case *cc)
 {
-    incv3_conv_shape s = {.n = cc->n,
-                          .c = cc->c,
-                          .h = cc->h,
-                          .w = cc->w,
-                          .k = cc->k,
-                          .kh = cc->kh,
-                          .kw = cc->kw,
-                          .stride_h = cc->sh,
-                          .stride_w = cc->sw,
-                          .pad_top = cc->pt,
-                          .pad_left = cc->pl,
-                          .pad_bottom = cc->pb,
-                          .pad_right = cc->pr};
-    assert_int_equal(incv3_conv_shape_finish(&s), 0);
+    const incv3_conv_shape s = conv_case_shape(cc);
     const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
     const size_t xc = incv3_dims_count(dx), yc = incv3_dims_count(dy), wc = (size_t)s.k * s.c * s.kh * s.kw;
     const size_t xbc = reorder_nchw8c_count(dx), ybc = reorder_nchw8c_count(dy);
     const size_t wbc = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
-    float *x = alloc_floats(xc), *w = alloc_floats(wc), *yref = alloc_floats(yc), *y = alloc_floats(yc);
-    float *xb = alloc_floats(xbc), *wb = alloc_floats(wbc), *yb = alloc_floats(ybc);
-    fill_uniform(x, xc);
-    fill_uniform(w, wc);
+    float *x = conv_test_alloc(xc), *w = conv_test_alloc(wc), *yref = conv_test_alloc(yc), *y = conv_test_alloc(yc);
+    float *xb = conv_test_alloc(xbc), *wb = conv_test_alloc(wbc), *yb = conv_test_alloc(ybc);
+    conv_test_fill(x, xc);
+    conv_test_fill(w, wc);
     for (size_t i = 0; i < ybc; i++)
         yb[i] = NAN; /* the kernel must write every output element */
 
@@ -147,13 +104,7 @@ static double run_case(const conv_case *cc)
     conv_fwd_f32_direct__avx2(&s, xb, wb, yb);
     reorder_nchw8c_to_nchw_f32(dy, yb, y);
 
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < yc; i++) {
-        const double d = (double)y[i] - yref[i];
-        num += d * d;
-        den += (double)yref[i] * yref[i];
-    }
-    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    const double rel = conv_test_rel_err(y, yref, yc);
 
     const int KB = incv3_blocks8(s.k);
     for (int n = 0; n < s.n; n++)
@@ -164,7 +115,7 @@ static double run_case(const conv_case *cc)
 #ifdef _OPENMP
     /* Bitwise the same result for another thread count. */
     if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 26)) {
-        float *yb1 = alloc_floats(ybc);
+        float *yb1 = conv_test_alloc(ybc);
         const int nt = omp_get_max_threads();
         omp_set_num_threads(nt > 1 ? 1 : 3);
         conv_fwd_f32_direct__avx2(&s, xb, wb, yb1);
@@ -189,12 +140,12 @@ static void check_cases(const conv_case *cases, size_t count)
     for (size_t i = 0; i < count; i++) {
         const conv_case *c = &cases[i];
         const double rel = run_case(c);
+        char what[128];
+        conv_case_describe(c, what, sizeof what);
         if (getenv("INCV3_TEST_VERBOSE"))
-            printf("  n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d: rel err %.3g\n", c->n, c->c, c->h, c->w, c->k, c->kh,
-                   c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr, rel);
+            printf("  %s: rel err %.3g\n", what, rel);
         if (!(rel <= 1e-5)) {
-            print_error("case n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d: rel err %.3g\n", c->n, c->c, c->h, c->w,
-                        c->k, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr, rel);
+            print_error("case %s: rel err %.3g\n", what, rel);
             fail();
         }
     }
@@ -236,43 +187,22 @@ static void test_conv_listed_shapes(void **state)
     check_cases(cases, sizeof cases / sizeof cases[0]);
 }
 
+/* Every distinct convolution of the seed model at batch 1. */
 static void test_conv_model_shapes(void **state)
 {
     (void)state;
-    static const conv_case cases[] = {
-        {1, 3, 299, 299, 32, 3, 3, 2, 2, 0, 0, 0, 0},  {1, 32, 147, 147, 64, 3, 3, 1, 1, 1, 1, 1, 1},
-        {1, 64, 73, 73, 80, 3, 3, 1, 1, 0, 0, 0, 0},   {1, 192, 35, 35, 64, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 64, 35, 35, 96, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 288, 35, 35, 384, 3, 3, 2, 2, 0, 0, 0, 0},
-        {1, 768, 17, 17, 192, 1, 1, 1, 1, 0, 0, 0, 0}, {1, 128, 17, 17, 128, 1, 7, 1, 1, 0, 3, 0, 3},
-        {1, 128, 17, 17, 192, 7, 1, 1, 1, 3, 0, 3, 0}, {1, 1280, 8, 8, 208, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 208, 8, 8, 208, 1, 3, 1, 1, 0, 1, 0, 1},   {1, 208, 8, 8, 208, 3, 3, 1, 1, 1, 1, 1, 1},
-    };
-    check_cases(cases, sizeof cases / sizeof cases[0]);
+    conv_case cases[128];
+    const size_t n = conv_cases_seed_model(cases, 128);
+    assert_true(n > 30);
+    check_cases(cases, n);
 }
 
 static void test_conv_random_shapes(void **state)
 {
     (void)state;
-    rng_state = 0x1234567887654321ull;
+    conv_test_rng = 0x1234567887654321ull;
     for (int t = 0; t < 60; t++) {
-        conv_case c;
-        c.n = rng_int(1, 3);
-        c.c = rng_int(1, 40);
-        c.k = rng_int(1, 40);
-        c.kh = rng_int(1, 5);
-        c.kw = rng_int(1, 7);
-        c.sh = rng_int(1, 3);
-        c.sw = rng_int(1, 3);
-        c.pt = rng_int(0, 3);
-        c.pb = rng_int(0, 3);
-        c.pl = rng_int(0, 3);
-        c.pr = rng_int(0, 3);
-        c.h = rng_int(1, 20);
-        c.w = rng_int(1, 30);
-        if (c.h + c.pt + c.pb < c.kh)
-            c.h = c.kh;
-        if (c.w + c.pl + c.pr < c.kw)
-            c.w = c.kw;
+        const conv_case c = conv_case_random(3);
         check_cases(&c, 1);
     }
 }

@@ -17,67 +17,24 @@
 #include "avx2/avx2_kernels.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
+#include "conv_test_util.h"
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-
-static int rng_int(int lo, int hi) /* inclusive */
-{
-    return lo + (int)(rng_u32() % (uint32_t)(hi - lo + 1));
-}
-
-static void fill_uniform(float *p, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        p[i] = (float)rng_u32() / 4294967296.0f * 2.0f - 1.0f;
-}
-
-static float *alloc_floats(size_t count)
-{
-    float *p = malloc((count ? count : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-typedef struct conv_case {
-    int n, c, h, w, k, kh, kw, sh, sw, pt, pl, pb, pr;
-} conv_case;
 
 /* Runs reference and AVX2 kernel on random data with the given accumulate flag; returns the norm-wise
  * relative error of dx and checks that the padding channels of the blocked dx are exactly zero. */
 static double run_case(const conv_case *cc, int accumulate)
 {
-    incv3_conv_shape s = {.n = cc->n,
-                          .c = cc->c,
-                          .h = cc->h,
-                          .w = cc->w,
-                          .k = cc->k,
-                          .kh = cc->kh,
-                          .kw = cc->kw,
-                          .stride_h = cc->sh,
-                          .stride_w = cc->sw,
-                          .pad_top = cc->pt,
-                          .pad_left = cc->pl,
-                          .pad_bottom = cc->pb,
-                          .pad_right = cc->pr};
-    assert_int_equal(incv3_conv_shape_finish(&s), 0);
+    const incv3_conv_shape s = conv_case_shape(cc);
     const incv3_dims dxd = {s.n, s.c, s.h, s.w}, dyd = {s.n, s.k, s.oh, s.ow};
     const size_t xc = incv3_dims_count(dxd), yc = incv3_dims_count(dyd), wc = (size_t)s.k * s.c * s.kh * s.kw;
     const size_t xbc = reorder_nchw8c_count(dxd), ybc = reorder_nchw8c_count(dyd);
     const size_t wbc = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
-    float *dy = alloc_floats(yc), *w = alloc_floats(wc), *dxref = alloc_floats(xc), *dx = alloc_floats(xc);
-    float *dyb = alloc_floats(ybc), *wb = alloc_floats(wbc), *dxb = alloc_floats(xbc);
-    fill_uniform(dy, yc);
-    fill_uniform(w, wc);
+    float *dy = conv_test_alloc(yc), *w = conv_test_alloc(wc), *dxref = conv_test_alloc(xc), *dx = conv_test_alloc(xc);
+    float *dyb = conv_test_alloc(ybc), *wb = conv_test_alloc(wbc), *dxb = conv_test_alloc(xbc);
+    conv_test_fill(dy, yc);
+    conv_test_fill(w, wc);
     if (accumulate) {
-        fill_uniform(dxref, xc);
+        conv_test_fill(dxref, xc);
         reorder_nchw_to_nchw8c_f32(dxd, dxref, dxb); /* padding channels 0 */
     } else {
         for (size_t i = 0; i < xbc; i++)
@@ -85,7 +42,7 @@ static double run_case(const conv_case *cc, int accumulate)
     }
     float *dxb_in = NULL;
     if (accumulate) {
-        dxb_in = alloc_floats(xbc);
+        dxb_in = conv_test_alloc(xbc);
         memcpy(dxb_in, dxb, xbc * sizeof *dxb);
     }
 
@@ -95,13 +52,7 @@ static double run_case(const conv_case *cc, int accumulate)
     conv_bwd_data_f32_direct__avx2(&s, dyb, wb, dxb, accumulate);
     reorder_nchw8c_to_nchw_f32(dxd, dxb, dx);
 
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < xc; i++) {
-        const double d = (double)dx[i] - dxref[i];
-        num += d * d;
-        den += (double)dxref[i] * dxref[i];
-    }
-    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    const double rel = conv_test_rel_err(dx, dxref, xc);
 
     const int CB = incv3_blocks8(s.c);
     for (int n = 0; n < s.n; n++)
@@ -112,7 +63,7 @@ static double run_case(const conv_case *cc, int accumulate)
 #ifdef _OPENMP
     /* Bitwise the same result for another thread count. */
     if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 26)) {
-        float *dxb1 = alloc_floats(xbc);
+        float *dxb1 = conv_test_alloc(xbc);
         if (accumulate)
             memcpy(dxb1, dxb_in, xbc * sizeof *dxb1);
         else
@@ -144,12 +95,12 @@ static void check_cases(const conv_case *cases, size_t count)
         const conv_case *c = &cases[i];
         for (int acc = 0; acc <= 1; acc++) {
             const double rel = run_case(c, acc);
+            char what[128];
+            conv_case_describe(c, what, sizeof what);
             if (getenv("INCV3_TEST_VERBOSE"))
-                printf("  n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d acc%d: rel err %.3g\n", c->n, c->c, c->h, c->w,
-                       c->k, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr, acc, rel);
+                printf("  %s acc%d: rel err %.3g\n", what, acc, rel);
             if (!(rel <= 1e-5)) {
-                print_error("case n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d acc%d: rel err %.3g\n", c->n, c->c, c->h,
-                            c->w, c->k, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr, acc, rel);
+                print_error("case %s acc%d: rel err %.3g\n", what, acc, rel);
                 fail();
             }
         }
@@ -199,49 +150,23 @@ static void test_bwd_data_listed_shapes(void **state)
     check_cases(cases, sizeof cases / sizeof cases[0]);
 }
 
-/* Inception-V3 layers at batch 1; the first (3x299x299) never needs backward-data. */
+/* Every distinct convolution of the seed model at batch 1 (training never needs the first layer's
+ * backward-data, but the kernel serves that shape too). */
 static void test_bwd_data_model_shapes(void **state)
 {
     (void)state;
-    static const conv_case cases[] = {
-        {1, 32, 147, 147, 64, 3, 3, 1, 1, 1, 1, 1, 1}, {1, 32, 149, 149, 32, 3, 3, 1, 1, 0, 0, 0, 0},
-        {1, 64, 73, 73, 80, 3, 3, 1, 1, 0, 0, 0, 0},   {1, 64, 73, 73, 80, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 80, 71, 71, 192, 3, 3, 2, 2, 0, 0, 0, 0},  {1, 192, 35, 35, 64, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 48, 35, 35, 64, 5, 5, 1, 1, 2, 2, 2, 2},   {1, 64, 35, 35, 96, 3, 3, 1, 1, 1, 1, 1, 1},
-        {1, 96, 35, 35, 96, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 288, 35, 35, 384, 3, 3, 2, 2, 0, 0, 0, 0},
-        {1, 96, 35, 35, 96, 3, 3, 2, 2, 0, 0, 0, 0},   {1, 768, 17, 17, 192, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 128, 17, 17, 128, 1, 7, 1, 1, 0, 3, 0, 3}, {1, 128, 17, 17, 192, 7, 1, 1, 1, 3, 0, 3, 0},
-        {1, 192, 17, 17, 320, 3, 3, 2, 2, 0, 0, 0, 0}, {1, 1280, 8, 8, 208, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 384, 8, 8, 384, 1, 3, 1, 1, 0, 1, 0, 1},   {1, 384, 8, 8, 384, 3, 1, 1, 1, 1, 0, 1, 0},
-        {1, 448, 8, 8, 384, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 768, 5, 5, 128, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 128, 5, 5, 768, 5, 5, 1, 1, 0, 0, 0, 0},
-    };
-    check_cases(cases, sizeof cases / sizeof cases[0]);
+    conv_case cases[128];
+    const size_t n = conv_cases_seed_model(cases, 128);
+    assert_true(n > 30);
+    check_cases(cases, n);
 }
 
 static void test_bwd_data_random_shapes(void **state)
 {
     (void)state;
-    rng_state = 0x1234567887654321ull;
+    conv_test_rng = 0x1234567887654321ull;
     for (int t = 0; t < 60; t++) {
-        conv_case c;
-        c.n = rng_int(1, 5);
-        c.c = rng_int(1, 40);
-        c.k = rng_int(1, 40);
-        c.kh = rng_int(1, 5);
-        c.kw = rng_int(1, 7);
-        c.sh = rng_int(1, 3);
-        c.sw = rng_int(1, 3);
-        c.pt = rng_int(0, 3);
-        c.pb = rng_int(0, 3);
-        c.pl = rng_int(0, 3);
-        c.pr = rng_int(0, 3);
-        c.h = rng_int(1, 20);
-        c.w = rng_int(1, 30);
-        if (c.h + c.pt + c.pb < c.kh)
-            c.h = c.kh;
-        if (c.w + c.pl + c.pr < c.kw)
-            c.w = c.kw;
+        const conv_case c = conv_case_random(5);
         check_cases(&c, 1);
     }
 }

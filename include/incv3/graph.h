@@ -71,7 +71,7 @@ typedef struct incv3_node_info {
     size_t params;          /* trainable parameter count */
     double macs;            /* forward multiply-accumulates per sample (conv, linear) */
     int kh, kw, stride, pad_h, pad_w; /* conv and pooling geometry, else 0 */
-    int in_c;               /* channels of the (first) input */
+    int in_c, in_h, in_w;   /* shape of the (first) input */
 } incv3_node_info;
 
 size_t incv3_graph_node_count(const incv3_graph *g);

@@ -215,7 +215,10 @@ void incv3_graph_node_info(const incv3_graph *g, int node, incv3_node_info *info
             info->params += g->params[nd->param_first + i].numel;
     info->kh = nd->kh, info->kw = nd->kw, info->stride = nd->stride, info->pad_h = nd->pad_h,
     info->pad_w = nd->pad_w;
-    info->in_c = nd->n_inputs ? g->nodes[nd->inputs[0]].c : 0;
+    if (nd->n_inputs) {
+        const incv3_node *src = &g->nodes[nd->inputs[0]];
+        info->in_c = src->c, info->in_h = src->h, info->in_w = src->w;
+    }
     if (nd->ops == &incv3_layer_conv)
         info->macs = (double)nd->c * nd->h * nd->w * info->in_c * nd->kh * nd->kw;
     else if (nd->ops == &incv3_layer_linear)
