@@ -10,6 +10,12 @@
 
 typedef enum incv3_isa { INCV3_ISA_SCALAR = 0, INCV3_ISA_AVX2 = 1, INCV3_ISA_NEON = 2, INCV3_ISA_COUNT } incv3_isa;
 
+/* Memory layout a kernel's arrays use (see layout/reorder.h). */
+typedef enum incv3_layout {
+    INCV3_LAYOUT_NCHW = 0,   /* activations NCHW, weights OIHW */
+    INCV3_LAYOUT_NCHW8C = 1, /* activations NCHW8c, weights OIhw8i8o */
+} incv3_layout;
+
 typedef enum incv3_conv_pass {
     INCV3_CONV_FWD = 0,
     INCV3_CONV_BWD_DATA = 1,
@@ -27,6 +33,7 @@ typedef struct incv3_conv_kernel {
     incv3_conv_pass pass;
     const char *algo; /* "ref", "direct", ... */
     incv3_isa isa;
+    incv3_layout layout;
     int (*supports)(const incv3_conv_shape *s); /* NULL: every shape */
     union {
         incv3_conv_fwd_fn fwd;
@@ -48,8 +55,11 @@ int incv3_isa_available(incv3_isa isa);
 /* The whole table. */
 const incv3_conv_kernel *incv3_conv_kernel_table(size_t *count);
 
-/* The kernel for (pass, isa, algo) serving shape s, or NULL. algo NULL means any. */
-const incv3_conv_kernel *incv3_conv_kernel_find(incv3_conv_pass pass, incv3_isa isa, const char *algo,
-                                                const incv3_conv_shape *s);
+/* The kernel for (pass, isa, layout, algo) serving shape s, or NULL. algo NULL means any (table order is
+ * the order of preference). */
+const incv3_conv_kernel *incv3_conv_kernel_find(incv3_conv_pass pass, incv3_isa isa, incv3_layout layout,
+                                                const char *algo, const incv3_conv_shape *s);
+/* 1 when the table has kernels of this ISA in this layout. */
+int incv3_isa_has_layout(incv3_isa isa, incv3_layout layout);
 
 #endif

@@ -48,7 +48,7 @@ grep -q "7,347,949,664" <<<"$out" || { echo "FAIL: summary lacks the MAC count";
 # The last of a repeated flag wins.
 out=$("$exe" summary --image-size 50 --image-size 75 --no-aux)
 grep -q "\[-1, 32, 37, 37\]" <<<"$out" || { echo "FAIL: repeated --image-size: last one did not win"; fails=$((fails + 1)); }
-"$exe" --version | grep -q "ISA used by default" || { echo "FAIL: --version lacks the ISA line"; fails=$((fails + 1)); }
+"$exe" --version | grep -q "ISA the graph uses by default" || { echo "FAIL: --version lacks the ISA line"; fails=$((fails + 1)); }
 
 if [ "$fails" -ne 0 ]; then
     echo "$fails CLI checks failed"

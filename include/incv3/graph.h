@@ -106,6 +106,8 @@ void incv3_graph_init_params(incv3_graph *g, uint64_t seed);
 /* Chooses the ISA ("auto", "scalar", ...) and convolution algorithm ("auto", "ref", ...) of later passes.
  * Errors name the value and list the ones this build and CPU offer. */
 int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_algo, incv3_error *err);
+/* The ISA "auto" gives the graph on this CPU and build, e.g. "scalar". */
+const char *incv3_graph_default_isa(void);
 /* Checks --isa/--conv-algo values without a graph (same errors as incv3_graph_set_kernels). */
 int incv3_kernels_check(const char *isa, const char *conv_algo, incv3_error *err);
 

@@ -286,23 +286,48 @@ void incv3_graph_init_params(incv3_graph *g, uint64_t seed)
     }
 }
 
-/* Resolves --isa/--conv-algo values against what this build and CPU offer. */
+/* ISAs the graph can run: available here and with kernels in the graph's layout (NCHW for now; the AVX2
+ * kernels use the blocked layout, which reaches the graph with the rest of the AVX2 layers). */
+static int graph_isa_ok(incv3_isa isa)
+{
+    return incv3_isa_available(isa) && incv3_isa_has_layout(isa, INCV3_LAYOUT_NCHW);
+}
+
+static incv3_isa graph_isa_default(void)
+{
+    incv3_isa best = INCV3_ISA_SCALAR;
+    for (int i = 0; i < INCV3_ISA_COUNT; i++)
+        if (graph_isa_ok((incv3_isa)i))
+            best = (incv3_isa)i;
+    return best;
+}
+
+const char *incv3_graph_default_isa(void)
+{
+    return incv3_isa_name(graph_isa_default());
+}
+
+/* Resolves --isa/--conv-algo values against what this build and CPU offer the graph. */
 static int resolve_kernels(const char *isa, const char *conv_algo, incv3_isa *out, incv3_error *err)
 {
-    incv3_isa chosen;
+    incv3_isa chosen = INCV3_ISA_SCALAR;
     if (!isa || strcmp(isa, "auto") == 0) {
-        chosen = incv3_isa_best();
+        chosen = graph_isa_default();
     } else {
         int v = incv3_isa_from_name(isa);
-        if (v < 0 || !incv3_isa_available((incv3_isa)v)) {
+        if (v < 0 || !graph_isa_ok((incv3_isa)v)) {
             char avail[128] = "auto";
             for (int i = 0; i < INCV3_ISA_COUNT; i++)
-                if (incv3_isa_available((incv3_isa)i)) {
+                if (graph_isa_ok((incv3_isa)i)) {
                     strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
                     strncat(avail, incv3_isa_name((incv3_isa)i), sizeof avail - strlen(avail) - 1);
                 }
-            return incv3_fail(err, "--isa %s: %s (available here: %s)", isa,
-                              v < 0 ? "unknown instruction set" : "not available on this CPU or build", avail);
+            const char *why = v < 0 ? "unknown instruction set"
+                              : !incv3_isa_available((incv3_isa)v)
+                                  ? "not available on this CPU or build"
+                                  : "its kernels use the blocked layout, which the graph does not run yet "
+                                    "(incv3-kbench runs them)";
+            return incv3_fail(err, "--isa %s: %s (available here: %s)", isa, why, avail);
         }
         chosen = (incv3_isa)v;
     }
@@ -313,7 +338,8 @@ static int resolve_kernels(const char *isa, const char *conv_algo, incv3_isa *ou
         int known = 0;
         char avail[256] = "auto";
         for (size_t i = 0; i < n; i++) {
-            if ((t[i].isa != chosen && t[i].isa != INCV3_ISA_SCALAR) || t[i].pass != INCV3_CONV_FWD)
+            if ((t[i].isa != chosen && t[i].isa != INCV3_ISA_SCALAR) || t[i].pass != INCV3_CONV_FWD ||
+                t[i].layout != INCV3_LAYOUT_NCHW)
                 continue;
             if (strcmp(t[i].algo, conv_algo) == 0)
                 known = 1;

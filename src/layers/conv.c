@@ -44,20 +44,21 @@ int incv3_graph_conv(incv3_graph *g, int in, const char *name, int out_c, int kh
     return id;
 }
 
-/* Forced algorithm where it can serve the shape, else the ISA's preferred kernel, else the scalar one. */
+/* Forced algorithm where it can serve the shape, else the ISA's preferred kernel, else the scalar one; all
+ * in the graph's layout (NCHW until the blocked layout runs through every layer). */
 static const incv3_conv_kernel *choose(const incv3_graph *g, incv3_conv_pass pass, const incv3_conv_shape *s)
 {
     const char *algo = strcmp(g->conv_algo, "auto") == 0 ? NULL : g->conv_algo;
     const incv3_conv_kernel *k = NULL;
     if (algo) {
-        k = incv3_conv_kernel_find(pass, g->isa, algo, s);
+        k = incv3_conv_kernel_find(pass, g->isa, INCV3_LAYOUT_NCHW, algo, s);
         if (!k)
-            k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, algo, s);
+            k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, algo, s);
     }
     if (!k)
-        k = incv3_conv_kernel_find(pass, g->isa, NULL, s);
+        k = incv3_conv_kernel_find(pass, g->isa, INCV3_LAYOUT_NCHW, NULL, s);
     if (!k)
-        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, NULL, s);
+        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, s);
     return k;
 }
 
