@@ -1,0 +1,288 @@
+/* incv3-kbench: one microbenchmark per kernel, variants chosen by flags. Standard output holds only the
+ * result rows; notes go to standard error. */
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbench.h"
+
+static const char usage[] =
+    "Usage: incv3-kbench [--op OP] [--algo A] [--isa I] (--shape C,H,W,K,KH,KW,stride,padH,padW | --suite S)\n"
+    "                    [--batch B] [--threads T] [--repeat R] [--format table|csv|json]\n"
+    "       incv3-kbench --peak [--threads T]\n"
+    "\n"
+    "Times one kernel per shape: checks it against the scalar reference on batch 1 first (relative error\n"
+    "<= 1e-5, else it is not timed), then runs it R times at batch B after a warm-up. Each row: kernel,\n"
+    "shape, median and min ms, GFLOP/s (2 x N x K x OH x OW x C x KH x KW, padded taps included, as oneDNN\n"
+    "counts), %% of the FMA peak of T threads measured by this process, and the speed-up over the reference\n"
+    "(timed on batch 1 by the check, scaled to the batch).\n"
+    "\n"
+    "  --op OP        conv-fwd (default), conv-bwd-data, conv-bwd-weights\n"
+    "  --algo A       auto (default: the ISA's preferred kernel), ref, direct\n"
+    "  --isa I        auto (default: the best this CPU runs), scalar, avx2\n"
+    "  --shape S      one convolution: C,H,W,K,KH,KW,stride,padH,padW\n"
+    "  --suite S      inception (the 12 shapes oneDNN was measured on) or model (every distinct conv of\n"
+    "                 the seed model); shapes the forced variant cannot serve are skipped with a note\n"
+    "  --batch B      images (default 32)\n"
+    "  --threads T    OpenMP threads (default 1: kernel efficiency is measured on one core)\n"
+    "  --repeat R     timed runs (default 5)\n"
+    "  --format F     table (default), csv, or json (one object per line)\n"
+    "  --peak         print the measured FMA peak alone\n"
+    "  -h, --help     this help\n";
+
+typedef struct op_name {
+    const char *name;
+    incv3_conv_pass pass;
+} op_name;
+
+static const op_name ops[] = {
+    {"conv-fwd", INCV3_CONV_FWD},
+    {"conv-bwd-data", INCV3_CONV_BWD_DATA},
+    {"conv-bwd-weights", INCV3_CONV_BWD_WEIGHTS},
+};
+
+static int parse_int(const char *flag, const char *text, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < lo || v > hi) {
+        fprintf(stderr, "incv3-kbench: %s %s: expected an integer from %d to %d\n", flag, text, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_shape(const char *text, kbench_shape *s)
+{
+    int v[9], n = 0;
+    const char *p = text;
+    while (n < 9) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > 1000000)
+            break;
+        v[n++] = (int)x;
+        if (*end != ',') {
+            p = end;
+            break;
+        }
+        p = end + 1;
+    }
+    if (n != 9 || *p) {
+        fprintf(stderr, "incv3-kbench: --shape %s: expected nine integers C,H,W,K,KH,KW,stride,padH,padW\n", text);
+        return -1;
+    }
+    *s = (kbench_shape){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
+    incv3_conv_shape cs = {.n = 1, .c = s->c, .h = s->h, .w = s->w, .k = s->k, .kh = s->kh, .kw = s->kw,
+                           .stride_h = s->stride, .stride_w = s->stride, .pad_top = s->pad_h,
+                           .pad_bottom = s->pad_h, .pad_left = s->pad_w, .pad_right = s->pad_w};
+    if (incv3_conv_shape_finish(&cs)) {
+        fprintf(stderr, "incv3-kbench: --shape %s: the kernel does not fit the padded input (or a value is 0)\n",
+                text);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_row(const char *format, const incv3_conv_kernel *k, const char *op, const kbench_shape *s,
+                      int batch, int threads, const kbench_result *r, double peak, int header)
+{
+    const double pct = 100.0 * r->gflops / peak;
+    const double speedup = r->ref_ms_per_image * batch / r->median_ms;
+    if (strcmp(format, "json") == 0) {
+        printf("{\"kernel\":\"%s\",\"op\":\"%s\",\"algo\":\"%s\",\"isa\":\"%s\",\"c\":%d,\"h\":%d,\"w\":%d,\"k\":%d,"
+               "\"kh\":%d,\"kw\":%d,\"stride\":%d,\"pad_h\":%d,\"pad_w\":%d,\"batch\":%d,\"threads\":%d,"
+               "\"median_ms\":%.4f,\"min_ms\":%.4f,\"gflops\":%.3f,\"pct_peak\":%.2f,\"speedup_vs_ref\":%.2f,"
+               "\"peak_gflops\":%.2f,\"check_rel_err\":%.3g}\n",
+               k->name, op, k->algo, incv3_isa_name(k->isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride,
+               s->pad_h, s->pad_w, batch, threads, r->median_ms, r->min_ms, r->gflops, pct, speedup, peak,
+               r->check_err);
+    } else if (strcmp(format, "csv") == 0) {
+        if (header)
+            puts("kernel,op,algo,isa,c,h,w,k,kh,kw,stride,pad_h,pad_w,batch,threads,median_ms,min_ms,gflops,"
+                 "pct_peak,speedup_vs_ref");
+        printf("%s,%s,%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.4f,%.4f,%.3f,%.2f,%.2f\n", k->name, op, k->algo,
+               incv3_isa_name(k->isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride, s->pad_h, s->pad_w, batch,
+               threads, r->median_ms, r->min_ms, r->gflops, pct, speedup);
+    } else {
+        if (header)
+            printf("%-32s %-16s %-28s %5s %3s %10s %10s %8s %6s %8s\n", "kernel", "op", "shape", "batch", "thr",
+                   "median_ms", "min_ms", "GFLOP/s", "%peak", "x ref");
+        char shape[64];
+        snprintf(shape, sizeof shape, "%dx%dx%d->%d %dx%d s%d p%d,%d", s->c, s->h, s->w, s->k, s->kh, s->kw,
+                 s->stride, s->pad_h, s->pad_w);
+        printf("%-32s %-16s %-28s %5d %3d %10.3f %10.3f %8.1f %5.1f%% %8.1f\n", k->name, op, shape, batch, threads,
+               r->median_ms, r->min_ms, r->gflops, pct, speedup);
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"op", required_argument, NULL, 'o'},      {"algo", required_argument, NULL, 'a'},
+        {"isa", required_argument, NULL, 'i'},     {"shape", required_argument, NULL, 's'},
+        {"suite", required_argument, NULL, 'S'},   {"batch", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'}, {"repeat", required_argument, NULL, 'r'},
+        {"format", required_argument, NULL, 'f'},  {"peak", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    const char *op = "conv-fwd", *algo = "auto", *isa_name = "auto", *suite = NULL, *format = "table";
+    kbench_shape one;
+    int have_shape = 0, batch = 32, threads = 1, repeat = 5, peak_only = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            op = optarg;
+            break;
+        case 'a':
+            algo = optarg;
+            break;
+        case 'i':
+            isa_name = optarg;
+            break;
+        case 's':
+            if (parse_shape(optarg, &one))
+                return 2;
+            have_shape = 1, suite = NULL;
+            break;
+        case 'S':
+            suite = optarg, have_shape = 0;
+            break;
+        case 'b':
+            if (parse_int("--batch", optarg, 1, 4096, &batch))
+                return 2;
+            break;
+        case 't':
+            if (parse_int("--threads", optarg, 1, 4096, &threads))
+                return 2;
+            break;
+        case 'r':
+            if (parse_int("--repeat", optarg, 1, 100000, &repeat))
+                return 2;
+            break;
+        case 'f':
+            format = optarg;
+            if (strcmp(format, "table") && strcmp(format, "csv") && strcmp(format, "json")) {
+                fprintf(stderr, "incv3-kbench: --format %s: expected table, csv or json\n", format);
+                return 2;
+            }
+            break;
+        case 'p':
+            peak_only = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "incv3-kbench: %s: unknown flag or missing value\nTry 'incv3-kbench --help'.\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "incv3-kbench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    omp_set_num_threads(threads);
+    omp_set_dynamic(0);
+
+    const double peak = kbench_peak_gflops(threads);
+    if (peak_only) {
+        printf("%.1f\n", peak);
+        return 0;
+    }
+    fprintf(stderr, "incv3-kbench: FMA peak of %d thread%s measured at %.1f GFLOP/s\n", threads,
+            threads > 1 ? "s" : "", peak);
+
+    int pass = -1;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(op, ops[i].name) == 0)
+            pass = (int)ops[i].pass;
+    if (pass < 0) {
+        fprintf(stderr, "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data or conv-bwd-weights\n", op);
+        return 2;
+    }
+    incv3_isa isa;
+    if (strcmp(isa_name, "auto") == 0) {
+        isa = incv3_isa_best();
+    } else {
+        int v = incv3_isa_from_name(isa_name);
+        if (v < 0 || !incv3_isa_available((incv3_isa)v)) {
+            fprintf(stderr, "incv3-kbench: --isa %s: %s (best here: %s)\n", isa_name,
+                    v < 0 ? "unknown instruction set" : "not available on this CPU or build",
+                    incv3_isa_name(incv3_isa_best()));
+            return 2;
+        }
+        isa = (incv3_isa)v;
+    }
+    if (strcmp(algo, "auto") && strcmp(algo, "ref") && strcmp(algo, "direct")) {
+        fprintf(stderr, "incv3-kbench: --algo %s: expected auto, ref or direct\n", algo);
+        return 2;
+    }
+
+    kbench_shape shapes[256];
+    size_t n_shapes;
+    if (have_shape) {
+        shapes[0] = one;
+        n_shapes = 1;
+    } else if (suite) {
+        n_shapes = kbench_suite(suite, shapes, 256);
+        if (!n_shapes) {
+            fprintf(stderr, "incv3-kbench: --suite %s: expected inception or model\n", suite);
+            return 2;
+        }
+    } else {
+        fprintf(stderr, "incv3-kbench: give --shape or --suite (or --peak)\nTry 'incv3-kbench --help'.\n");
+        return 2;
+    }
+
+    int rows = 0, failures = 0;
+    double total_flop = 0, total_s = 0;
+    for (size_t i = 0; i < n_shapes; i++) {
+        const kbench_shape *s = &shapes[i];
+        incv3_conv_shape cs = {.n = batch, .c = s->c, .h = s->h, .w = s->w, .k = s->k, .kh = s->kh, .kw = s->kw,
+                               .stride_h = s->stride, .stride_w = s->stride, .pad_top = s->pad_h,
+                               .pad_bottom = s->pad_h, .pad_left = s->pad_w, .pad_right = s->pad_w};
+        incv3_conv_shape_finish(&cs);
+        const incv3_conv_kernel *k = NULL;
+        if (strcmp(algo, "ref") == 0)
+            k = incv3_conv_kernel_find((incv3_conv_pass)pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, "ref", &cs);
+        else
+            for (int layout = 0; layout < 2 && !k; layout++)
+                k = incv3_conv_kernel_find((incv3_conv_pass)pass, isa, (incv3_layout)layout,
+                                           strcmp(algo, "auto") ? algo : NULL, &cs);
+        if (!k && strcmp(algo, "auto") == 0) {
+            k = incv3_conv_kernel_find((incv3_conv_pass)pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, &cs);
+            if (k)
+                fprintf(stderr, "incv3-kbench: note: no %s %s kernel for %dx%dx%d->%d; falling back to %s\n",
+                        incv3_isa_name(isa), op, s->c, s->h, s->w, s->k, k->name);
+        }
+        if (!k) {
+            fprintf(stderr, "incv3-kbench: %s: no %s kernel with --algo %s for %dx%dx%d->%d %dx%d s%d%s\n", op,
+                    incv3_isa_name(isa), algo, s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride,
+                    have_shape ? "" : " (skipped)");
+            if (have_shape)
+                return 1;
+            continue;
+        }
+        kbench_result r;
+        if (kbench_conv(k, s, batch, repeat, &r)) {
+            failures++;
+            continue;
+        }
+        print_row(format, k, op, s, batch, threads, &r, peak, rows == 0);
+        rows++;
+        total_flop += r.gflops * r.median_ms / 1e3;
+        total_s += r.median_ms / 1e3;
+    }
+    if (rows > 1)
+        fprintf(stderr, "incv3-kbench: %d shapes, time-weighted %.1f GFLOP/s = %.1f%% of the %.1f GFLOP/s peak\n",
+                rows, total_flop / total_s, 100.0 * total_flop / total_s / peak, peak);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,218 @@
+/* Checking and timing one convolution kernel on one shape. The operands are random, in the kernel's layout
+ * (reorders are outside the timed region). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "kbench.h"
+#include "layout/reorder.h"
+#include "ref/ref_kernels.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *alloc_random(size_t count, uint64_t seed)
+{
+    float *p = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64 + 64);
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = (float)(seed >> 40) / 16777216.0f - 0.5f;
+    }
+    return p;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static incv3_conv_shape make_shape(const kbench_shape *sh, int batch)
+{
+    incv3_conv_shape s = {.n = batch, .c = sh->c, .h = sh->h, .w = sh->w, .k = sh->k, .kh = sh->kh, .kw = sh->kw,
+                          .stride_h = sh->stride, .stride_w = sh->stride, .pad_top = sh->pad_h,
+                          .pad_bottom = sh->pad_h, .pad_left = sh->pad_w, .pad_right = sh->pad_w};
+    incv3_conv_shape_finish(&s);
+    return s;
+}
+
+/* Operands of one pass in NCHW: the pass reads a and b and writes out. */
+typedef struct operands {
+    incv3_dims x, y;
+    size_t w_count;
+    float *a, *b, *out;
+} operands;
+
+static void run_kernel(const incv3_conv_kernel *k, const incv3_conv_shape *s, const float *a, const float *b,
+                       float *out)
+{
+    switch (k->pass) {
+    case INCV3_CONV_FWD: /* a = x, b = w */
+        k->fn.fwd(s, a, b, out);
+        break;
+    case INCV3_CONV_BWD_DATA: /* a = dy, b = w */
+        k->fn.bwd_data(s, a, b, out, 0);
+        break;
+    case INCV3_CONV_BWD_WEIGHTS: /* a = x, b = dy */
+        k->fn.bwd_weights(s, a, b, out);
+        break;
+    }
+}
+
+/* Element counts of (a, b, out) of a pass, in NCHW or blocked layout. */
+static void counts(const incv3_conv_kernel *k, const incv3_conv_shape *s, size_t c[3])
+{
+    const incv3_dims x = {s->n, s->c, s->h, s->w}, y = {s->n, s->k, s->oh, s->ow};
+    const int blocked = k->layout == INCV3_LAYOUT_NCHW8C;
+    const size_t xc = blocked ? reorder_nchw8c_count(x) : incv3_dims_count(x);
+    const size_t yc = blocked ? reorder_nchw8c_count(y) : incv3_dims_count(y);
+    const size_t wc = blocked ? reorder_oihw8i8o_count(s->k, s->c, s->kh, s->kw) : (size_t)s->k * s->c * s->kh * s->kw;
+    c[0] = c[1] = c[2] = 0;
+    switch (k->pass) {
+    case INCV3_CONV_FWD:
+        c[0] = xc, c[1] = wc, c[2] = yc;
+        break;
+    case INCV3_CONV_BWD_DATA:
+        c[0] = yc, c[1] = wc, c[2] = xc;
+        break;
+    case INCV3_CONV_BWD_WEIGHTS:
+        c[0] = xc, c[1] = yc, c[2] = wc;
+        break;
+    }
+}
+
+/* Reorders operand `which` (0 = x, 1 = y, 2 = w) of shape s between plain and blocked layouts. */
+static void to_layout(const incv3_conv_shape *s, int which, const float *src, float *dst, int inverse)
+{
+    const incv3_dims x = {s->n, s->c, s->h, s->w}, y = {s->n, s->k, s->oh, s->ow};
+    if (which == 2) {
+        if (inverse)
+            reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, src, dst);
+        else
+            reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, src, dst);
+    } else if (inverse) {
+        reorder_nchw8c_to_nchw_f32(which ? y : x, src, dst);
+    } else {
+        reorder_nchw_to_nchw8c_f32(which ? y : x, src, dst);
+    }
+}
+
+static const int operand_kind[3][3] = {
+    [INCV3_CONV_FWD] = {0, 2, 1},         /* x, w -> y */
+    [INCV3_CONV_BWD_DATA] = {1, 2, 0},    /* dy, w -> dx */
+    [INCV3_CONV_BWD_WEIGHTS] = {0, 1, 2}, /* x, dy -> dw */
+};
+
+/* Runs the reference and kernel k on batch 1; returns the norm-wise relative error, the reference's time in
+ * *ref_ms, or -1 when out of memory. */
+static double check(const incv3_conv_kernel *k, const kbench_shape *sh, double *ref_ms)
+{
+    const incv3_conv_shape s = make_shape(sh, 1);
+    size_t plain[3], kc[3];
+    incv3_conv_kernel ref = *k;
+    ref.layout = INCV3_LAYOUT_NCHW;
+    counts(&ref, &s, plain);
+    counts(k, &s, kc);
+    float *a = alloc_random(plain[0], 1), *b = alloc_random(plain[1], 2), *want = alloc_random(plain[2], 3);
+    float *ka = alloc_random(kc[0], 4), *kb = alloc_random(kc[1], 5), *kout = alloc_random(kc[2], 6);
+    float *got = alloc_random(plain[2], 7);
+    double err = -1;
+    if (a && b && want && ka && kb && kout && got) {
+        const incv3_conv_kernel *rk =
+            incv3_conv_kernel_find(k->pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, "ref", &s);
+        double t0 = now_s();
+        run_kernel(rk, &s, a, b, want);
+        *ref_ms = 1e3 * (now_s() - t0);
+        const int *kind = operand_kind[k->pass];
+        if (k->layout == INCV3_LAYOUT_NCHW8C) {
+            to_layout(&s, kind[0], a, ka, 0);
+            to_layout(&s, kind[1], b, kb, 0);
+            run_kernel(k, &s, ka, kb, kout);
+            to_layout(&s, kind[2], kout, got, 1);
+        } else {
+            run_kernel(k, &s, a, b, got);
+        }
+        double num = 0, den = 0;
+        for (size_t i = 0; i < plain[2]; i++) {
+            const double d = (double)got[i] - want[i];
+            num += d * d;
+            den += (double)want[i] * want[i];
+        }
+        err = den > 0 ? sqrt(num / den) : sqrt(num);
+    }
+    free(a), free(b), free(want), free(ka), free(kb), free(kout), free(got);
+    return err;
+}
+
+int kbench_conv(const incv3_conv_kernel *k, const kbench_shape *sh, int batch, int repeat, kbench_result *res)
+{
+    res->checked = 0;
+    double ref_ms = 0;
+    res->check_err = check(k, sh, &ref_ms);
+    if (res->check_err < 0) {
+        fprintf(stderr, "incv3-kbench: out of memory checking %s\n", k->name);
+        return -1;
+    }
+    if (!(res->check_err <= 1e-5)) {
+        fprintf(stderr,
+                "incv3-kbench: %s disagrees with the reference on %dx%dx%d -> %d %dx%d s%d p(%d,%d) "
+                "(relative error %.2e > 1e-5): not timed\n",
+                k->name, sh->c, sh->h, sh->w, sh->k, sh->kh, sh->kw, sh->stride, sh->pad_h, sh->pad_w,
+                res->check_err);
+        return -1;
+    }
+    res->checked = 1;
+    res->ref_ms_per_image = ref_ms;
+
+    const incv3_conv_shape s = make_shape(sh, batch);
+    size_t c[3];
+    counts(k, &s, c);
+    float *a = alloc_random(c[0], 11), *b = alloc_random(c[1], 12), *out = alloc_random(c[2], 13);
+    double *times = malloc(sizeof(double) * (size_t)repeat);
+    int rc = 0;
+    if (!a || !b || !out || !times) {
+        fprintf(stderr, "incv3-kbench: out of memory for batch %d of %dx%dx%d -> %d\n", batch, sh->c, sh->h, sh->w,
+                sh->k);
+        rc = -1;
+        goto done;
+    }
+    if (k->layout == INCV3_LAYOUT_NCHW8C) {
+        /* Blocked operands must hold zeros in their padding channels, as the reorders write them. */
+        const int *kind = operand_kind[k->pass];
+        for (int i = 0; i < 2; i++) {
+            size_t pc[3];
+            incv3_conv_kernel ref = *k;
+            ref.layout = INCV3_LAYOUT_NCHW;
+            counts(&ref, &s, pc);
+            float *plain = alloc_random(pc[i], 21 + (uint64_t)i);
+            if (!plain) {
+                rc = -1;
+                goto done;
+            }
+            to_layout(&s, kind[i], plain, i ? b : a, 0);
+            free(plain);
+        }
+    }
+    run_kernel(k, &s, a, b, out); /* warm-up: page faults, caches, OpenMP team */
+    for (int r = 0; r < repeat; r++) {
+        const double t0 = now_s();
+        run_kernel(k, &s, a, b, out);
+        times[r] = now_s() - t0;
+    }
+    qsort(times, (size_t)repeat, sizeof *times, cmp_double);
+    const double median = repeat % 2 ? times[repeat / 2] : 0.5 * (times[repeat / 2 - 1] + times[repeat / 2]);
+    res->median_ms = 1e3 * median;
+    res->min_ms = 1e3 * times[0];
+    res->gflops = 2.0 * incv3_conv_macs(&s) / median / 1e9;
+done:
+    free(a), free(b), free(out), free(times);
+    return rc;
+}
