@@ -95,7 +95,7 @@ void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, cons
                     const float *xrow = x8c + (size_t)n * x_img + (size_t)(ih0 + r0) * x_row;
                     const float *wblk = w8i8o + (size_t)kb * w_ob + (size_t)r0 * KW * BLK * BLK;
 
-                    const conv_strip_fn *fns = conv_strip_table_avx2(x_pix_blocks, nob);
+                    const conv_strip_fn *fns = conv_strip_table_avx2(x_pix_blocks, nob, s->c < BLK);
                     /* Row regions: [0, lb) left border, [lb, rb) interior, [rb, OW) right border. A border
                      * region is widened to a full strip taken from the interior, so that its one or two
                      * padded pixels do not run as a latency-bound strip of their own; when the widened
@@ -107,6 +107,7 @@ void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, cons
                     conv_strip_args a;
                     a.nr = nr;
                     a.nq = KW;
+                    a.nci = s->c < BLK ? s->c : BLK;
                     a.x_pix = (ptrdiff_t)SW * BLK;
                     a.w_cb = (ptrdiff_t)w_cb;
                     a.w_row = (ptrdiff_t)KW * BLK * BLK;

@@ -11,8 +11,11 @@
  * +8, w by one 8x8 tap and y by one pixel (constants: the 1x1 layers, with one tap, lose 6-8% when these
  * are run-time values); reversed taps (backward-data) step x by -8, w by a->w_tap and y by a->y_pix. */
 static inline __attribute__((always_inline)) void strip_body(const conv_strip_args *a, const int ur, const int nob,
-                                                             const int xpb, const int reversed)
+                                                             const int xpb, const int reversed, const int few)
 {
+    /* few: the input has fewer than 8 channels (the 3-channel first layer); loop over those alone instead
+     * of multiplying the zero padding channels (5 of 8 broadcasts wasted with RGB). */
+    const int nci = few ? a->nci : BLK;
     const ptrdiff_t xp = xpb ? xpb * BLK : a->x_pix;
     const ptrdiff_t x_tap = reversed ? -BLK : BLK, w_tap = reversed ? a->w_tap : BLK * BLK;
     const size_t yp = reversed ? a->y_pix : BLK;
@@ -43,7 +46,7 @@ static inline __attribute__((always_inline)) void strip_body(const conv_strip_ar
             const float *xq = xr, *wq = wr;
             for (int q = 0; q < nq; q++, xq += x_tap, wq += w_tap) {
 #pragma GCC unroll 8
-                for (int i = 0; i < BLK; i++) {
+                for (int i = 0; i < nci; i++) {
                     const __m256 w0 = _mm256_loadu_ps(wq + i * BLK);
                     const __m256 w1 = nob > 1 ? _mm256_loadu_ps(wq + w_ob + i * BLK) : w0;
 #pragma GCC unroll 12
@@ -65,11 +68,12 @@ static inline __attribute__((always_inline)) void strip_body(const conv_strip_ar
     }
 }
 
-/* XPB 0, 1, 2: forward taps with that pixel stride; XPB 3: reversed taps, pixel stride 1. */
+/* XPB 0, 1, 2: forward taps with that pixel stride; 3: reversed taps, pixel stride 1; 4, 5, 6: forward
+ * taps with pixel stride 0 (run-time), 1, 2 and fewer than 8 input channels. */
 #define STRIP(UR, NOB, XPB)                                                                                            \
     static void strip_u##UR##_b##NOB##_x##XPB(const conv_strip_args *a)                                              \
     {                                                                                                                  \
-        strip_body(a, UR, NOB, XPB == 3 ? 1 : XPB, XPB == 3);                                                          \
+        strip_body(a, UR, NOB, XPB == 3 ? 1 : XPB % 4, XPB == 3, XPB >= 4);                                         \
     }
 #define STRIPS_B1(XPB)                                                                                                 \
     STRIP(1, 1, XPB)                                                                                                   \
@@ -107,22 +111,27 @@ STRIPS_B1(0)
 STRIPS_B1(1)
 STRIPS_B1(2)
 STRIPS_B1(3)
+STRIPS_B1(4)
+STRIPS_B1(5)
+STRIPS_B1(6)
 STRIPS_B2(0)
 STRIPS_B2(1)
 STRIPS_B2(2)
 STRIPS_B2(3)
+STRIPS_B2(4)
+STRIPS_B2(5)
+STRIPS_B2(6)
 
-/* [x pixel stride in blocks (0 run-time, 1, 2), or 3 for reversed taps][nob - 1][ur - 1] */
-static const conv_strip_fn strip_table[4][2][MAX_UR] = {
-    {TABLE_B1(0), TABLE_B2(0)},
-    {TABLE_B1(1), TABLE_B2(1)},
-    {TABLE_B1(2), TABLE_B2(2)},
-    {TABLE_B1(3), TABLE_B2(3)},
+/* [variant: see STRIP][nob - 1][ur - 1] */
+static const conv_strip_fn strip_table[7][2][MAX_UR] = {
+    {TABLE_B1(0), TABLE_B2(0)}, {TABLE_B1(1), TABLE_B2(1)}, {TABLE_B1(2), TABLE_B2(2)}, {TABLE_B1(3), TABLE_B2(3)},
+    {TABLE_B1(4), TABLE_B2(4)}, {TABLE_B1(5), TABLE_B2(5)}, {TABLE_B1(6), TABLE_B2(6)},
 };
 
-const conv_strip_fn *conv_strip_table_avx2(int x_pix_blocks, int nob)
+const conv_strip_fn *conv_strip_table_avx2(int x_pix_blocks, int nob, int few_channels)
 {
-    return strip_table[x_pix_blocks >= 0 && x_pix_blocks <= 2 ? x_pix_blocks : 0][nob - 1];
+    const int v = x_pix_blocks >= 0 && x_pix_blocks <= 2 ? x_pix_blocks : 0;
+    return strip_table[few_channels ? 4 + v : v][nob - 1];
 }
 
 const conv_strip_fn *conv_strip_table_reversed_avx2(int nob)

@@ -25,6 +25,7 @@ typedef struct conv_strip_args {
     int ncb;        /* input-channel blocks in this chunk */
     int nr;         /* valid kernel rows */
     int nq;         /* taps per kernel row */
+    int nci;        /* input channels per block, for the few-channel kernels (1..8) */
     ptrdiff_t x_cb, x_row, x_pix; /* floats between input blocks / valid rows / pixels */
     ptrdiff_t w_cb, w_row;        /* floats between weight input blocks / valid rows */
     ptrdiff_t w_tap;              /* floats between weight taps (reversed-tap kernels only) */
@@ -37,8 +38,9 @@ typedef void (*conv_strip_fn)(const conv_strip_args *a);
 
 /* Forward-tap strip kernels (tap q reads x + 8q, weights + 64q) for pixels x_pix floats apart:
  * x_pix_blocks 1 or 2 (x_pix = 8 or 16, compiled with the offsets as immediates) or 0 (any a->x_pix).
- * Indexed [ur - 1], ur up to CONV_STRIP_UR_B1 (nob 1) or CONV_STRIP_UR_B2 (nob 2). */
-const conv_strip_fn *conv_strip_table_avx2(int x_pix_blocks, int nob);
+ * few_channels: only the first a->nci channels of each input block are read (inputs of fewer than 8
+ * channels). Indexed [ur - 1], ur up to CONV_STRIP_UR_B1 (nob 1) or CONV_STRIP_UR_B2 (nob 2). */
+const conv_strip_fn *conv_strip_table_avx2(int x_pix_blocks, int nob, int few_channels);
 /* Reversed-tap strip kernels (tap q reads x - 8q, weights + q * a->w_tap), pixels 8 floats apart. */
 const conv_strip_fn *conv_strip_table_reversed_avx2(int nob);
 
