@@ -20,6 +20,8 @@ static const incv3_conv_kernel conv_kernels[] = {
      {.fwd = conv_fwd_f32_direct__avx2}},
     {"conv_bwd_data_f32_direct__avx2", INCV3_CONV_BWD_DATA, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL,
      {.bwd_data = conv_bwd_data_f32_direct__avx2}},
+    {"conv_bwd_weights_f32_direct__avx2", INCV3_CONV_BWD_WEIGHTS, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C,
+     NULL, {.bwd_weights = conv_bwd_weights_f32_direct__avx2}},
 #endif
 };
 

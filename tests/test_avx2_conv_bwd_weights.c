@@ -1,0 +1,177 @@
+/* The AVX2 blocked direct convolution backward-weights against the scalar reference. Skipped (exit 77,
+ * meson's skip code) on a CPU without AVX2+FMA. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "avx2/avx2_kernels.h"
+#include "layout/reorder.h"
+#include "ref_kernels.h"
+#include "conv_test_util.h"
+
+/* Runs reference and AVX2 kernel on random data; returns the norm-wise relative error of dw and checks
+ * that the padding entries of the blocked dw are exactly zero and that another thread count gives the same
+ * bits. */
+static double run_case(const conv_case *cc)
+{
+    const incv3_conv_shape s = conv_case_shape(cc);
+    const incv3_dims xd = {s.n, s.c, s.h, s.w}, dyd = {s.n, s.k, s.oh, s.ow};
+    const size_t xc = incv3_dims_count(xd), yc = incv3_dims_count(dyd), wc = (size_t)s.k * s.c * s.kh * s.kw;
+    const size_t xbc = reorder_nchw8c_count(xd), ybc = reorder_nchw8c_count(dyd);
+    const size_t wbc = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
+    float *x = conv_test_alloc(xc), *dy = conv_test_alloc(yc), *dwref = conv_test_alloc(wc), *dw = conv_test_alloc(wc);
+    float *xb = conv_test_alloc(xbc), *dyb = conv_test_alloc(ybc), *dwb = conv_test_alloc(wbc);
+    conv_test_fill(x, xc);
+    conv_test_fill(dy, yc);
+    for (size_t i = 0; i < wbc; i++)
+        dwb[i] = NAN; /* the kernel must write every element, padding included */
+
+    conv_bwd_weights_f32_ref__scalar(&s, x, dy, dwref);
+    reorder_nchw_to_nchw8c_f32(xd, x, xb);
+    reorder_nchw_to_nchw8c_f32(dyd, dy, dyb);
+    conv_bwd_weights_f32_direct__avx2(&s, xb, dyb, dwb);
+    reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, dwb, dw);
+
+    const double rel = conv_test_rel_err(dw, dwref, wc);
+
+    /* Padding entries (input channel >= c or output channel >= k) exactly zero. */
+    const int KB = incv3_blocks8(s.k), CB = incv3_blocks8(s.c);
+    for (int kb = 0; kb < KB; kb++)
+        for (int cb = 0; cb < CB; cb++)
+            for (int t = 0; t < s.kh * s.kw; t++)
+                for (int i = 0; i < 8; i++)
+                    for (int o = 0; o < 8; o++)
+                        if (cb * 8 + i >= s.c || kb * 8 + o >= s.k)
+                            assert_true(dwb[((((size_t)kb * CB + cb) * s.kh * s.kw + t) * 8 + i) * 8 + o] == 0.0f);
+
+#ifdef _OPENMP
+    /* Bitwise the same result for another thread count. */
+    if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 27)) {
+        float *dwb1 = conv_test_alloc(wbc);
+        for (size_t i = 0; i < wbc; i++)
+            dwb1[i] = NAN;
+        const int nt = omp_get_max_threads();
+        omp_set_num_threads(nt > 1 ? 1 : 3);
+        conv_bwd_weights_f32_direct__avx2(&s, xb, dyb, dwb1);
+        omp_set_num_threads(nt);
+        assert_memory_equal(dwb, dwb1, wbc * sizeof *dwb);
+        free(dwb1);
+    }
+#endif
+
+    free(x);
+    free(dy);
+    free(dwref);
+    free(dw);
+    free(xb);
+    free(dyb);
+    free(dwb);
+    return rel;
+}
+
+static void check_cases(const conv_case *cases, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const conv_case *c = &cases[i];
+        const double rel = run_case(c);
+        char what[128];
+        conv_case_describe(c, what, sizeof what);
+        if (getenv("INCV3_TEST_VERBOSE"))
+            printf("  %s: rel err %.3g\n", what, rel);
+        if (!(rel <= 1e-5)) {
+            print_error("case %s: rel err %.3g\n", what, rel);
+            fail();
+        }
+    }
+}
+
+static void test_bwd_weights_listed_shapes(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        /* n  c   h   w   k kh kw sh sw pt pl pb pr */
+        {1, 8, 9, 9, 16, 3, 3, 1, 1, 0, 0, 0, 0},
+        {1, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1},
+        {5, 16, 11, 13, 24, 3, 3, 2, 2, 0, 0, 0, 0},
+        {5, 16, 11, 13, 24, 3, 3, 2, 2, 1, 1, 1, 1},
+        {1, 5, 10, 10, 8, 3, 3, 2, 2, 0, 0, 1, 1},
+        {2, 13, 9, 7, 19, 3, 3, 1, 1, 2, 0, 1, 2},
+        {1, 3, 15, 15, 32, 3, 3, 2, 2, 0, 0, 0, 0},
+        {5, 3, 31, 31, 32, 3, 3, 2, 2, 0, 0, 0, 0}, /* first layer, enough tiles split over n */
+        {5, 16, 17, 17, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+        {5, 16, 17, 17, 24, 7, 1, 1, 1, 3, 0, 3, 0},
+        {1, 13, 8, 8, 20, 1, 3, 1, 1, 0, 1, 0, 1},
+        {1, 13, 8, 8, 20, 3, 1, 1, 1, 1, 0, 1, 0},
+        {5, 13, 7, 9, 21, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 3, 1, 1, 5, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 5, 3, 3, 8, 3, 3, 1, 1, 0, 0, 0, 0},
+        {1, 8, 5, 5, 8, 5, 5, 1, 1, 2, 2, 2, 2},
+        {2, 9, 6, 6, 10, 3, 3, 3, 3, 1, 1, 1, 1},
+        {1, 8, 7, 7, 8, 3, 3, 1, 1, 4, 4, 4, 4}, /* padding wider than the kernel */
+        {1, 16, 4, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1},
+        {1, 8, 2, 2, 16, 3, 3, 1, 1, 2, 2, 2, 2}, /* some taps see no input at all */
+        {3, 24, 9, 31, 8, 3, 5, 1, 2, 1, 2, 1, 2},
+        {2, 16, 9, 40, 16, 3, 3, 2, 2, 1, 1, 1, 1},
+        {1, 16, 4, 12, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+        {1, 8, 3, 25, 8, 1, 5, 1, 1, 0, 0, 0, 4},
+        {1, 8, 3, 25, 16, 1, 5, 1, 1, 0, 4, 0, 0},
+        /* output block counts 1..7 (groups of 1, 2, 3 and remainders), input channels 1..8 in a block */
+        {2, 7, 6, 6, 56, 3, 3, 1, 1, 1, 1, 1, 1},
+        {2, 12, 6, 6, 40, 3, 3, 1, 1, 1, 1, 1, 1},
+        {2, 33, 6, 6, 30, 2, 2, 1, 1, 0, 0, 1, 1},
+        {1, 1, 9, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1},
+        /* strides larger than the kernel */
+        {2, 11, 9, 10, 7, 1, 1, 2, 2, 0, 0, 0, 0},
+        {1, 9, 11, 8, 12, 1, 1, 3, 2, 0, 0, 0, 0},
+        {1, 17, 10, 11, 9, 2, 2, 3, 3, 1, 0, 0, 1},
+        /* asymmetric stride and padding, batch 5 */
+        {5, 12, 13, 11, 17, 3, 3, 2, 1, 0, 1, 2, 0},
+        {5, 20, 12, 14, 10, 3, 5, 1, 2, 2, 0, 0, 3},
+        {5, 24, 15, 15, 16, 3, 3, 2, 2, 1, 0, 0, 1},
+    };
+    check_cases(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Every distinct convolution of the seed model at batch 1. */
+static void test_bwd_weights_model_shapes(void **state)
+{
+    (void)state;
+    conv_case cases[128];
+    const size_t n = conv_cases_seed_model(cases, 128);
+    assert_true(n > 30);
+    check_cases(cases, n);
+}
+
+static void test_bwd_weights_random_shapes(void **state)
+{
+    (void)state;
+    conv_test_rng = 0x1234567887654321ull;
+    for (int t = 0; t < 60; t++) {
+        const conv_case c = conv_case_random(5);
+        check_cases(&c, 1);
+    }
+}
+
+int main(void)
+{
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        printf("test_avx2_conv_bwd_weights: SKIP: this CPU lacks AVX2+FMA\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bwd_weights_listed_shapes),
+        cmocka_unit_test(test_bwd_weights_model_shapes),
+        cmocka_unit_test(test_bwd_weights_random_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
