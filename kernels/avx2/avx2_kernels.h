@@ -4,6 +4,8 @@
 #ifndef INCV3_AVX2_KERNELS_H
 #define INCV3_AVX2_KERNELS_H
 
+#include <stdint.h>
+
 #include "kernel_types.h"
 
 /* Direct convolution forward, no bias: y8c = conv(x8c, w8i8o) for any shape incv3_conv_shape_finish()
@@ -28,5 +30,10 @@ void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c
  * results are bitwise the same for any thread count. Allocates per-call scratch only for small shapes
  * (per-segment partial sums over n). No alignment is required of the pointers. */
 void conv_bwd_weights_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *dy8c, float *dw8i8o);
+
+/* AdamW step over count parameters (torch.optim.AdamW's algorithm; see adamw_f32_ref__scalar). step is
+ * the 1-based step count after this update. Float arithmetic per element. */
+void adamw_f32__avx2(size_t count, float *param, const float *grad, float *exp_avg, float *exp_avg_sq, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, int64_t step);
 
 #endif
