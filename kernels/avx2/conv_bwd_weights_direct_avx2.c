@@ -9,7 +9,7 @@
  * of each tap (row range [oh_lo, oh_hi), column range [ow_lo, ow_hi)), so no padded copy is needed.
  *
  * Summation order and precision: for each dw element the pixels are taken in the fixed order (n, row
- * chunk, oh, ow); each row chunk (a number of output rows fixed by the shape) is summed in fresh float
+ * chunk, column chunk, oh, ow); each chunk (output rows and columns fixed by the shape) is summed in fresh float
  * accumulators and then added into the running float sum in dw (blocked summation, so the float error
  * grows with the chunk size and the number of chunks rather than with N*OH*OW).
  *
@@ -22,9 +22,14 @@
  * into its own partial buffer (segment 0 into dw), and the buffers are added in segment order afterwards.
  * Results are thus bitwise the same for any thread count.
  *
- * Within an iteration the loop order is image, row chunk, output group, input block, tap, channel chunk:
- * the rows of x and dy of a chunk (sized from the shape to about 96 KiB over the block) stay in L2 while
- * every tile of the block sweeps over them.
+ * Within an iteration the loop order is image, row chunk, column chunk, output group, input block, tap,
+ * channel chunk: the rows of x and dy of a chunk (sized from the shape to about 96 KiB over the block) stay
+ * in L2 while every tile of the block sweeps over them. Column chunks are the whole row except for inputs
+ * of at most 3 channels with 4 or more output blocks (the first layer: 3x299x299, 3x3 stride 2), whose x and
+ * dy stream from memory with little reuse: there one output row is cut into chunks of 32 output pixels (so
+ * the 9 taps over a chunk hit L1) and, on its tap-column-0 passes, the 4 x 3 kernel prefetches the x row and
+ * (on the first tap row) the dy rows that the next output row needs. A column chunk is summed like a row
+ * chunk: in fresh accumulators, then added into dw in the order (n, row chunk, column chunk).
  */
 #include <immintrin.h>
 #include <stddef.h>
@@ -45,6 +50,8 @@
 #define BWW_CHUNK_BYTES (96 * 1024)
 /* Independent work items wanted before the reduction over n is split (shape-only). */
 #define BWW_MIN_ITEMS 64
+/* Output pixels per column chunk for inputs of at most 3 channels (see the header comment). */
+#define BWW_FIRST_COLS 32
 
 typedef struct bww_args {
     const float *x;  /* x at (first valid row, first valid column) of the tap, channel i0 */
@@ -52,6 +59,7 @@ typedef struct bww_args {
     float *dw;       /* dw tile of the first output block at this tap, channel i0 */
     int nrows, npix;
     ptrdiff_t x_row, x_pix, dy_row, dy_kb, dw_kb;
+    int pf; /* 4 x 3 kernel only: 1 = prefetch x one tap row further, 2 = also dy one row further */
 } bww_args;
 
 typedef void (*bww_fn)(const bww_args *a);
@@ -105,7 +113,7 @@ static inline __attribute__((always_inline)) void bww_tile(const bww_args *a, co
 
 /* Four output blocks by at most 3 input channels (inputs of 3 channels, the first layer): the NI
  * broadcasts stay live and the dy vectors are loaded one at a time, 12 accumulators + 3 + 1 = 16 ymm. */
-static inline __attribute__((always_inline)) void bww_tile4(const bww_args *a, const int NI)
+static inline __attribute__((always_inline)) void bww_tile4(const bww_args *a, const int NI, const int PF)
 {
     enum { NK = 4 };
     BWW_ALL(BWW_DECL)
@@ -114,6 +122,15 @@ static inline __attribute__((always_inline)) void bww_tile4(const bww_args *a, c
     for (int row = 0; row < a->nrows; row++, xr += a->x_row, dr += a->dy_row) {
         const float *xx = xr, *dd = dr;
         for (int p = 0; p < a->npix; p++, xx += xp, dd += BLK) {
+            if (PF) {
+                _mm_prefetch((const char *)(xx + a->x_row), _MM_HINT_T0);
+                if (PF > 1) {
+                    _mm_prefetch((const char *)(dd + a->dy_row), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(dd + a->dy_row + dkb), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(dd + a->dy_row + 2 * dkb), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(dd + a->dy_row + 3 * dkb), _MM_HINT_T0);
+                }
+            }
             BWW_BCAST(0)
             BWW_BCAST(1)
             BWW_BCAST(2)
@@ -155,15 +172,20 @@ BWW_DEF(3, 3)
 BWW_DEF(3, 4)
 static void bww_tile_4_1(const bww_args *a)
 {
-    bww_tile4(a, 1);
+    bww_tile4(a, 1, 0);
 }
 static void bww_tile_4_2(const bww_args *a)
 {
-    bww_tile4(a, 2);
+    bww_tile4(a, 2, 0);
 }
 static void bww_tile_4_3(const bww_args *a)
 {
-    bww_tile4(a, 3);
+    if (a->pf == 2)
+        bww_tile4(a, 3, 2);
+    else if (a->pf == 1)
+        bww_tile4(a, 3, 1);
+    else
+        bww_tile4(a, 3, 0);
 }
 
 /* Indexed [NK - 1][NI - 1]; NI at most 8 / 6 / 4 / 3 for NK 1 / 2 / 3 / 4 (accumulators + live dy vectors
@@ -231,6 +253,15 @@ void conv_bwd_weights_f32_direct__avx2(const incv3_conv_shape *s, const float *x
         chunk_rows = 1;
     if (chunk_rows > OH)
         chunk_rows = OH;
+    /* Inputs of at most 3 channels (the first layer, wide rows): the x and dy of a whole output row do not
+     * stay in L1 over the 9 taps, so the row is also cut into column chunks of BWW_FIRST_COLS output pixels,
+     * one row at a time, and the kernel prefetches the next row (shape only). */
+    int chunk_cols = OW;
+    const int first = C <= 3 && KB >= 4;
+    if (first) {
+        chunk_cols = OW < BWW_FIRST_COLS ? OW : BWW_FIRST_COLS;
+        chunk_rows = 1;
+    }
 
     /* Segments of the reduction over n (shape only). */
     const long tiles = (long)NG * CB * KH;
@@ -294,42 +325,50 @@ void conv_bwd_weights_f32_direct__avx2(const incv3_conv_shape *s, const float *x
         for (int n = n0; n < n1; n++) {
             for (int oc0 = 0; oc0 < OH; oc0 += chunk_rows) {
                 const int oc1 = oc0 + chunk_rows < OH ? oc0 + chunk_rows : OH;
-                for (int g = g0; g < g1; g++) {
-                    const int kb0 = g_kb0[g], nk = g_nk[g];
-                    const int nimax = bww_ni_max[nk - 1];
-                    for (int cb = c0; cb < c1; cb++) {
-                        const int ci = C - cb * BLK < BLK ? C - cb * BLK : BLK;
-                        const int nchunks = (ci + nimax - 1) / nimax;
-                        for (int r = r0; r < r1; r++) {
-                            int oh_lo, oh_hi;
-                            bww_valid(r, PT, SH, H, OH, &oh_lo, &oh_hi);
-                            if (oh_lo < oc0)
-                                oh_lo = oc0;
-                            if (oh_hi > oc1)
-                                oh_hi = oc1;
-                            if (oh_lo >= oh_hi)
-                                continue;
-                            a.nrows = oh_hi - oh_lo;
-                            const int ih = oh_lo * SH - PT + r;
-                            for (int q = 0; q < KW; q++) {
-                                int ow_lo, ow_hi;
-                                bww_valid(q, PL, SW, W, OW, &ow_lo, &ow_hi);
-                                if (ow_lo >= ow_hi)
+                for (int sc0 = 0; sc0 < OW; sc0 += chunk_cols) {
+                    const int sc1 = sc0 + chunk_cols < OW ? sc0 + chunk_cols : OW;
+                    for (int g = g0; g < g1; g++) {
+                        const int kb0 = g_kb0[g], nk = g_nk[g];
+                        const int nimax = bww_ni_max[nk - 1];
+                        for (int cb = c0; cb < c1; cb++) {
+                            const int ci = C - cb * BLK < BLK ? C - cb * BLK : BLK;
+                            const int nchunks = (ci + nimax - 1) / nimax;
+                            for (int r = r0; r < r1; r++) {
+                                int oh_lo, oh_hi;
+                                bww_valid(r, PT, SH, H, OH, &oh_lo, &oh_hi);
+                                if (oh_lo < oc0)
+                                    oh_lo = oc0;
+                                if (oh_hi > oc1)
+                                    oh_hi = oc1;
+                                if (oh_lo >= oh_hi)
                                     continue;
-                                a.npix = ow_hi - ow_lo;
-                                const int iw = ow_lo * SW - PL + q;
-                                const float *xb = x8c + (size_t)n * x_img + (size_t)cb * x_cb + (size_t)ih * x_row +
-                                                  (size_t)iw * BLK;
-                                a.dy = dy8c + (size_t)n * dy_img + (size_t)kb0 * dy_kb + (size_t)oh_lo * dy_row +
-                                       (size_t)ow_lo * BLK;
-                                float *dwt = dw + kb0 * dw_kb + cb * dw_cb + ((size_t)r * KW + q) * TILE;
-                                int i0 = 0;
-                                for (int t = 0; t < nchunks; t++) {
-                                    const int i1 = ci * (t + 1) / nchunks;
-                                    a.x = xb + i0;
-                                    a.dw = dwt + (size_t)i0 * BLK;
-                                    bww_table[nk - 1][i1 - i0 - 1](&a);
-                                    i0 = i1;
+                                a.nrows = oh_hi - oh_lo;
+                                const int ih = oh_lo * SH - PT + r;
+                                for (int q = 0; q < KW; q++) {
+                                    int ow_lo, ow_hi;
+                                    bww_valid(q, PL, SW, W, OW, &ow_lo, &ow_hi);
+                                    if (ow_lo < sc0)
+                                        ow_lo = sc0;
+                                    if (ow_hi > sc1)
+                                        ow_hi = sc1;
+                                    if (ow_lo >= ow_hi)
+                                        continue;
+                                    a.npix = ow_hi - ow_lo;
+                                    const int iw = ow_lo * SW - PL + q;
+                                    const float *xb = x8c + (size_t)n * x_img + (size_t)cb * x_cb + (size_t)ih * x_row +
+                                                      (size_t)iw * BLK;
+                                    a.dy = dy8c + (size_t)n * dy_img + (size_t)kb0 * dy_kb + (size_t)oh_lo * dy_row +
+                                           (size_t)ow_lo * BLK;
+                                    float *dwt = dw + kb0 * dw_kb + cb * dw_cb + ((size_t)r * KW + q) * TILE;
+                                    int i0 = 0;
+                                    for (int t = 0; t < nchunks; t++) {
+                                        const int i1 = ci * (t + 1) / nchunks;
+                                        a.x = xb + i0;
+                                        a.dw = dwt + (size_t)i0 * BLK;
+                                        a.pf = first && q == 0 && oh_hi < OH ? (r == r0 ? 2 : 1) : 0;
+                                        bww_table[nk - 1][i1 - i0 - 1](&a);
+                                        i0 = i1;
+                                    }
                                 }
                             }
                         }
