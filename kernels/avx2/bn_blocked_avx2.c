@@ -1,0 +1,348 @@
+/* Batch normalization on NCHW8c tensors, AVX2+FMA.
+ *
+ * One 8-lane vector holds the 8 channels of a channel block at one pixel, so the per-channel statistics are
+ * per-lane sums over (n, h, w) of that block. Sums are kept in double (each 8-float vector is widened into
+ * two 4-double halves) in an order fixed by the shape alone: images in order, pixels in order with four
+ * interleaved partial sums combined at the end. Each channel block is owned by one OpenMP thread, so
+ * results are bitwise the same for any thread count. Variance is two-pass (about the mean), as in the
+ * reference.
+ *
+ * Per-channel parameters are copied into 8-wide lane arrays (zero past c), so the kernels never read or
+ * write parameter arrays past c; every output vector is masked with the block's lane mask so padding lanes
+ * come out as exactly zero.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "avx2/avx2_layers.h"
+
+#define BLK 8
+
+/* Lane mask of channel block cb: all ones for the lanes holding real channels. */
+static __m256 lane_mask(int c, int cb)
+{
+    const int nl = c - cb * BLK;
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl < BLK ? nl : BLK), idx));
+}
+
+/* dst[l] = src[cb*8 + l] for real lanes, 0 otherwise. */
+static void load_lanes(const float *src, int c, int cb, float *dst)
+{
+    for (int l = 0; l < BLK; l++)
+        dst[l] = cb * BLK + l < c ? src[cb * BLK + l] : 0.0f;
+}
+
+/* dst[cb*8 + l] = src[l] for real lanes only. */
+static void store_lanes(const double *src, int c, int cb, float *dst)
+{
+    for (int l = 0; l < BLK && cb * BLK + l < c; l++)
+        dst[cb * BLK + l] = (float)src[l];
+}
+
+static inline __m256d lo_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+
+static inline __m256d hi_pd(__m256 v)
+{
+    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+/* Per-lane sum over the block (all images) of x, in double. */
+static void block_sum(const float *x, size_t hw, int N, size_t img_stride, double out[BLK])
+{
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int n = 0; n < N; n++) {
+        const float *xp = x + (size_t)n * img_stride;
+        size_t i = 0;
+        for (; i + 4 <= hw; i += 4) {
+            const __m256 v0 = _mm256_loadu_ps(xp + (i + 0) * BLK), v1 = _mm256_loadu_ps(xp + (i + 1) * BLK);
+            const __m256 v2 = _mm256_loadu_ps(xp + (i + 2) * BLK), v3 = _mm256_loadu_ps(xp + (i + 3) * BLK);
+            a0 = _mm256_add_pd(a0, lo_pd(v0));
+            a1 = _mm256_add_pd(a1, hi_pd(v0));
+            a2 = _mm256_add_pd(a2, lo_pd(v1));
+            a3 = _mm256_add_pd(a3, hi_pd(v1));
+            a4 = _mm256_add_pd(a4, lo_pd(v2));
+            a5 = _mm256_add_pd(a5, hi_pd(v2));
+            a6 = _mm256_add_pd(a6, lo_pd(v3));
+            a7 = _mm256_add_pd(a7, hi_pd(v3));
+        }
+        for (; i < hw; i++) {
+            const __m256 v0 = _mm256_loadu_ps(xp + i * BLK);
+            a0 = _mm256_add_pd(a0, lo_pd(v0));
+            a1 = _mm256_add_pd(a1, hi_pd(v0));
+        }
+    }
+    a0 = _mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a4, a6));
+    a1 = _mm256_add_pd(_mm256_add_pd(a1, a3), _mm256_add_pd(a5, a7));
+    _mm256_storeu_pd(out, a0);
+    _mm256_storeu_pd(out + 4, a1);
+}
+
+/* Per-lane sum over the block of (x - mu)^2, in double. */
+static void block_sqdev(const float *x, size_t hw, int N, size_t img_stride, const double mu[BLK], double out[BLK])
+{
+    const __m256d m0 = _mm256_loadu_pd(mu), m1 = _mm256_loadu_pd(mu + 4);
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int n = 0; n < N; n++) {
+        const float *xp = x + (size_t)n * img_stride;
+        size_t i = 0;
+        for (; i + 4 <= hw; i += 4) {
+            const __m256 v0 = _mm256_loadu_ps(xp + (i + 0) * BLK), v1 = _mm256_loadu_ps(xp + (i + 1) * BLK);
+            const __m256 v2 = _mm256_loadu_ps(xp + (i + 2) * BLK), v3 = _mm256_loadu_ps(xp + (i + 3) * BLK);
+            __m256d t;
+            t = _mm256_sub_pd(lo_pd(v0), m0);
+            a0 = _mm256_fmadd_pd(t, t, a0);
+            t = _mm256_sub_pd(hi_pd(v0), m1);
+            a1 = _mm256_fmadd_pd(t, t, a1);
+            t = _mm256_sub_pd(lo_pd(v1), m0);
+            a2 = _mm256_fmadd_pd(t, t, a2);
+            t = _mm256_sub_pd(hi_pd(v1), m1);
+            a3 = _mm256_fmadd_pd(t, t, a3);
+            t = _mm256_sub_pd(lo_pd(v2), m0);
+            a4 = _mm256_fmadd_pd(t, t, a4);
+            t = _mm256_sub_pd(hi_pd(v2), m1);
+            a5 = _mm256_fmadd_pd(t, t, a5);
+            t = _mm256_sub_pd(lo_pd(v3), m0);
+            a6 = _mm256_fmadd_pd(t, t, a6);
+            t = _mm256_sub_pd(hi_pd(v3), m1);
+            a7 = _mm256_fmadd_pd(t, t, a7);
+        }
+        for (; i < hw; i++) {
+            const __m256 v0 = _mm256_loadu_ps(xp + i * BLK);
+            __m256d t;
+            t = _mm256_sub_pd(lo_pd(v0), m0);
+            a0 = _mm256_fmadd_pd(t, t, a0);
+            t = _mm256_sub_pd(hi_pd(v0), m1);
+            a1 = _mm256_fmadd_pd(t, t, a1);
+        }
+    }
+    a0 = _mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a4, a6));
+    a1 = _mm256_add_pd(_mm256_add_pd(a1, a3), _mm256_add_pd(a5, a7));
+    _mm256_storeu_pd(out, a0);
+    _mm256_storeu_pd(out + 4, a1);
+}
+
+/* Per-lane sums over the block of dy and of dy * (x - mu), in double. */
+static void block_grad_sums(const float *x, const float *dy, size_t hw, int N, size_t img_stride,
+                            const float mu[BLK], double sdy[BLK], double sdyx[BLK])
+{
+    const __m256d m0 = _mm256_cvtps_pd(_mm_loadu_ps(mu)), m1 = _mm256_cvtps_pd(_mm_loadu_ps(mu + 4));
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    __m256d p0 = s0, p1 = s0, p2 = s0, p3 = s0;
+    for (int n = 0; n < N; n++) {
+        const float *xp = x + (size_t)n * img_stride, *dp = dy + (size_t)n * img_stride;
+        size_t i = 0;
+        for (; i + 2 <= hw; i += 2) {
+            const __m256 x0 = _mm256_loadu_ps(xp + i * BLK), x1 = _mm256_loadu_ps(xp + (i + 1) * BLK);
+            const __m256 d0 = _mm256_loadu_ps(dp + i * BLK), d1 = _mm256_loadu_ps(dp + (i + 1) * BLK);
+            __m256d g, t;
+            g = lo_pd(d0);
+            t = _mm256_sub_pd(lo_pd(x0), m0);
+            s0 = _mm256_add_pd(s0, g);
+            p0 = _mm256_fmadd_pd(g, t, p0);
+            g = hi_pd(d0);
+            t = _mm256_sub_pd(hi_pd(x0), m1);
+            s1 = _mm256_add_pd(s1, g);
+            p1 = _mm256_fmadd_pd(g, t, p1);
+            g = lo_pd(d1);
+            t = _mm256_sub_pd(lo_pd(x1), m0);
+            s2 = _mm256_add_pd(s2, g);
+            p2 = _mm256_fmadd_pd(g, t, p2);
+            g = hi_pd(d1);
+            t = _mm256_sub_pd(hi_pd(x1), m1);
+            s3 = _mm256_add_pd(s3, g);
+            p3 = _mm256_fmadd_pd(g, t, p3);
+        }
+        for (; i < hw; i++) {
+            const __m256 x0 = _mm256_loadu_ps(xp + i * BLK), d0 = _mm256_loadu_ps(dp + i * BLK);
+            __m256d g, t;
+            g = lo_pd(d0);
+            t = _mm256_sub_pd(lo_pd(x0), m0);
+            s0 = _mm256_add_pd(s0, g);
+            p0 = _mm256_fmadd_pd(g, t, p0);
+            g = hi_pd(d0);
+            t = _mm256_sub_pd(hi_pd(x0), m1);
+            s1 = _mm256_add_pd(s1, g);
+            p1 = _mm256_fmadd_pd(g, t, p1);
+        }
+    }
+    _mm256_storeu_pd(sdy, _mm256_add_pd(s0, s2));
+    _mm256_storeu_pd(sdy + 4, _mm256_add_pd(s1, s3));
+    _mm256_storeu_pd(sdyx, _mm256_add_pd(p0, p2));
+    _mm256_storeu_pd(sdyx + 4, _mm256_add_pd(p1, p3));
+}
+
+/* y = ((x - mhi) - mlo) * scale + shift over the block, masked. */
+static void block_normalize(const float *x, float *y, size_t hw, int N, size_t img_stride, __m256 mhi, __m256 mlo,
+                            __m256 scale, __m256 shift, __m256 mask)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xp = x + (size_t)n * img_stride;
+        float *yp = y + (size_t)n * img_stride;
+        for (size_t i = 0; i < hw; i++) {
+            const __m256 t = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(xp + i * BLK), mhi), mlo);
+            _mm256_storeu_ps(yp + i * BLK, _mm256_and_ps(_mm256_fmadd_ps(t, scale, shift), mask));
+        }
+    }
+}
+
+void bn_fwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const float *gamma, const float *beta, float eps,
+                                    float *y, float *mean, float *var)
+{
+    const int CB = (d.c + BLK - 1) / BLK;
+    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
+    const double m = (double)d.n * (double)hw;
+
+#pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < CB; cb++) {
+        const float *xb = x + (size_t)cb * blk_stride;
+        float g[BLK], b[BLK], mhi[BLK], mlo[BLK], sc[BLK], sh[BLK];
+        double sum[BLK], mu[BLK], ss[BLK], v[BLK];
+        load_lanes(gamma, d.c, cb, g);
+        load_lanes(beta, d.c, cb, b);
+        block_sum(xb, hw, d.n, img_stride, sum);
+        for (int l = 0; l < BLK; l++)
+            mu[l] = sum[l] / m;
+        block_sqdev(xb, hw, d.n, img_stride, mu, ss);
+        for (int l = 0; l < BLK; l++) {
+            v[l] = ss[l] / m;
+            const double invstd = 1.0 / sqrt(v[l] + (double)eps);
+            mhi[l] = (float)mu[l];
+            mlo[l] = (float)(mu[l] - (double)mhi[l]);
+            sc[l] = (float)((double)g[l] * invstd);
+            sh[l] = b[l];
+        }
+        block_normalize(xb, y + (size_t)cb * blk_stride, hw, d.n, img_stride, _mm256_loadu_ps(mhi),
+                        _mm256_loadu_ps(mlo), _mm256_loadu_ps(sc), _mm256_loadu_ps(sh), lane_mask(d.c, cb));
+        store_lanes(mu, d.c, cb, mean);
+        store_lanes(v, d.c, cb, var);
+    }
+}
+
+void bn_fwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const float *gamma, const float *beta,
+                                    const float *mean, const float *var, float eps, float *y)
+{
+    const int CB = (d.c + BLK - 1) / BLK;
+    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
+
+#pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < CB; cb++) {
+        float g[BLK], b[BLK], mu[BLK], v[BLK], sc[BLK];
+        load_lanes(gamma, d.c, cb, g);
+        load_lanes(beta, d.c, cb, b);
+        load_lanes(mean, d.c, cb, mu);
+        load_lanes(var, d.c, cb, v);
+        for (int l = 0; l < BLK; l++)
+            sc[l] = (float)((double)g[l] / sqrt((double)v[l] + (double)eps));
+        block_normalize(x + (size_t)cb * blk_stride, y + (size_t)cb * blk_stride, hw, d.n, img_stride,
+                        _mm256_loadu_ps(mu), _mm256_setzero_ps(), _mm256_loadu_ps(sc), _mm256_loadu_ps(b),
+                        lane_mask(d.c, cb));
+    }
+}
+
+/* dx (+)= a * dy + (b * (x - mu) + c), masked; infer passes b = c = 0. */
+static void block_dx(const float *x, const float *dy, float *dx, size_t hw, int N, size_t img_stride, __m256 mu,
+                     __m256 a, __m256 b, __m256 c, __m256 mask, int accumulate)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xp = x + (size_t)n * img_stride, *dp = dy + (size_t)n * img_stride;
+        float *op = dx + (size_t)n * img_stride;
+        if (accumulate) {
+            for (size_t i = 0; i < hw; i++) {
+                const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(xp + i * BLK), mu);
+                __m256 g = _mm256_fmadd_ps(a, _mm256_loadu_ps(dp + i * BLK), _mm256_fmadd_ps(b, t, c));
+                g = _mm256_add_ps(_mm256_loadu_ps(op + i * BLK), g);
+                _mm256_storeu_ps(op + i * BLK, _mm256_and_ps(g, mask));
+            }
+        } else {
+            for (size_t i = 0; i < hw; i++) {
+                const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(xp + i * BLK), mu);
+                const __m256 g = _mm256_fmadd_ps(a, _mm256_loadu_ps(dp + i * BLK), _mm256_fmadd_ps(b, t, c));
+                _mm256_storeu_ps(op + i * BLK, _mm256_and_ps(g, mask));
+            }
+        }
+    }
+}
+
+/* dx (+)= a * dy, masked (inference backward: x is not read). */
+static void block_dx_scale(const float *dy, float *dx, size_t hw, int N, size_t img_stride, __m256 a, __m256 mask,
+                           int accumulate)
+{
+    for (int n = 0; n < N; n++) {
+        const float *dp = dy + (size_t)n * img_stride;
+        float *op = dx + (size_t)n * img_stride;
+        if (accumulate) {
+            for (size_t i = 0; i < hw; i++) {
+                const __m256 g = _mm256_mul_ps(a, _mm256_loadu_ps(dp + i * BLK));
+                _mm256_storeu_ps(op + i * BLK, _mm256_and_ps(_mm256_add_ps(_mm256_loadu_ps(op + i * BLK), g), mask));
+            }
+        } else {
+            for (size_t i = 0; i < hw; i++)
+                _mm256_storeu_ps(op + i * BLK, _mm256_and_ps(_mm256_mul_ps(a, _mm256_loadu_ps(dp + i * BLK)), mask));
+        }
+    }
+}
+
+void bn_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const float *dy, const float *gamma,
+                                    const float *mean, const float *var, float eps, float *dx, float *dgamma,
+                                    float *dbeta, int accumulate)
+{
+    const int CB = (d.c + BLK - 1) / BLK;
+    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
+    const double m = (double)d.n * (double)hw;
+
+#pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < CB; cb++) {
+        const size_t off = (size_t)cb * blk_stride;
+        float g[BLK], mu[BLK], v[BLK], a[BLK], b[BLK], c[BLK];
+        double sdy[BLK], sdyx[BLK], dg[BLK];
+        load_lanes(gamma, d.c, cb, g);
+        load_lanes(mean, d.c, cb, mu);
+        load_lanes(var, d.c, cb, v);
+        block_grad_sums(x + off, dy + off, hw, d.n, img_stride, mu, sdy, sdyx);
+        for (int l = 0; l < BLK; l++) {
+            const double invstd = 1.0 / sqrt((double)v[l] + (double)eps);
+            dg[l] = sdyx[l] * invstd; /* sum dy * xhat */
+            /* dx = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma) = a*dy + b*(x - mu) + c */
+            const double k = (double)g[l] * invstd;
+            a[l] = (float)k;
+            b[l] = (float)(-k * invstd * dg[l] / m);
+            c[l] = (float)(-k * sdy[l] / m);
+        }
+        block_dx(x + off, dy + off, dx + off, hw, d.n, img_stride, _mm256_loadu_ps(mu), _mm256_loadu_ps(a),
+                 _mm256_loadu_ps(b), _mm256_loadu_ps(c), lane_mask(d.c, cb), accumulate);
+        store_lanes(dg, d.c, cb, dgamma);
+        store_lanes(sdy, d.c, cb, dbeta);
+    }
+}
+
+void bn_bwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const float *dy, const float *gamma,
+                                    const float *mean, const float *var, float eps, float *dx, float *dgamma,
+                                    float *dbeta, int accumulate)
+{
+    const int CB = (d.c + BLK - 1) / BLK;
+    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
+
+#pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < CB; cb++) {
+        const size_t off = (size_t)cb * blk_stride;
+        float g[BLK], mu[BLK], v[BLK], a[BLK];
+        double sdy[BLK], sdyx[BLK], dg[BLK];
+        load_lanes(gamma, d.c, cb, g);
+        load_lanes(mean, d.c, cb, mu);
+        load_lanes(var, d.c, cb, v);
+        block_grad_sums(x + off, dy + off, hw, d.n, img_stride, mu, sdy, sdyx);
+        for (int l = 0; l < BLK; l++) {
+            const double invstd = 1.0 / sqrt((double)v[l] + (double)eps);
+            dg[l] = sdyx[l] * invstd;
+            a[l] = (float)((double)g[l] * invstd);
+        }
+        block_dx_scale(dy + off, dx + off, hw, d.n, img_stride, _mm256_loadu_ps(a), lane_mask(d.c, cb), accumulate);
+        store_lanes(dg, d.c, cb, dgamma);
+        store_lanes(sdy, d.c, cb, dbeta);
+    }
+}
