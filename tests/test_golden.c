@@ -53,12 +53,27 @@ static void test_w025_s299_aux_ref(void **state)
     check_file("w025_s299_aux_b2.safetensors", "scalar", "ref");
 }
 
+/* The fastest kernels this CPU runs (AVX2 and the blocked layout on x86 with AVX2). */
+static void test_w025_s75_noaux_auto(void **state)
+{
+    (void)state;
+    check_file("w025_s75_noaux_b4.safetensors", "auto", "auto");
+}
+
+static void test_w025_s299_aux_auto(void **state)
+{
+    (void)state;
+    check_file("w025_s299_aux_b2.safetensors", "auto", "auto");
+}
+
 int main(int argc, char **argv)
 {
     have_shared = test_shared_dir(argc, argv, shared_dir, sizeof shared_dir) == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_w025_s75_noaux_ref),
         cmocka_unit_test(test_w025_s299_aux_ref),
+        cmocka_unit_test(test_w025_s75_noaux_auto),
+        cmocka_unit_test(test_w025_s299_aux_auto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

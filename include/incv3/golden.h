@@ -18,6 +18,7 @@ typedef struct incv3_golden_opts {
     /* Factors of the rule: single tensors within max(1e-5, single x fp32 error) (10), training gradients
      * together within group x the group's fp32 error (3). 0 picks the rule's values. */
     double single_factor, group_factor;
+    int verbose; /* report every tensor, not only the failing ones */
 } incv3_golden_opts;
 
 typedef struct incv3_golden_result {

@@ -21,18 +21,14 @@ static inline __attribute__((always_inline)) void strip_body(const conv_strip_ar
     const size_t yp = reversed ? a->y_pix : BLK;
     __m256 acc[MAX_UR][2];
     float *y = a->y;
-    if (a->init) {
+    /* Every chunk sums into fresh accumulators and is added to y once at the end, rather than continuing
+     * from y: the chunk sums then meet pairwise-like, which cuts the float rounding of long reductions
+     * (thousands of terms) several times at no cost, and fewer rounding errors upstream means fewer max
+     * pooling routes flipped by them downstream. */
 #pragma GCC unroll 12
-        for (int p = 0; p < ur; p++) {
-            acc[p][0] = _mm256_setzero_ps();
-            acc[p][1] = _mm256_setzero_ps();
-        }
-    } else {
-#pragma GCC unroll 12
-        for (int p = 0; p < ur; p++) {
-            acc[p][0] = _mm256_loadu_ps(y + p * yp);
-            acc[p][1] = nob > 1 ? _mm256_loadu_ps(y + a->y_ob + p * yp) : _mm256_setzero_ps();
-        }
+    for (int p = 0; p < ur; p++) {
+        acc[p][0] = _mm256_setzero_ps();
+        acc[p][1] = _mm256_setzero_ps();
     }
     const int nq = a->nq, nr = a->nr, ncb = a->ncb;
     const size_t w_ob = a->w_ob;
@@ -62,6 +58,11 @@ static inline __attribute__((always_inline)) void strip_body(const conv_strip_ar
     }
 #pragma GCC unroll 12
     for (int p = 0; p < ur; p++) {
+        if (!a->init) {
+            acc[p][0] = _mm256_add_ps(acc[p][0], _mm256_loadu_ps(y + p * yp));
+            if (nob > 1)
+                acc[p][1] = _mm256_add_ps(acc[p][1], _mm256_loadu_ps(y + a->y_ob + p * yp));
+        }
         _mm256_storeu_ps(y + p * yp, acc[p][0]);
         if (nob > 1)
             _mm256_storeu_ps(y + a->y_ob + p * yp, acc[p][1]);

@@ -5,7 +5,7 @@
 #include "incv3/graph.h"
 
 static const char usage[] =
-    "Usage: incv3 check-golden FILE [--isa I] [--conv-algo A]\n"
+    "Usage: incv3 check-golden FILE [--isa I] [--conv-algo A] [--verbose]\n"
     "\n"
     "Builds the model a golden file from shared/reference/make_golden.py describes (width, image size, batch,\n"
     "aux head: all read from its metadata), loads its weights and input, runs the inference-mode step, the\n"
@@ -15,6 +15,7 @@ static const char usage[] =
     "\n"
     "  --isa I          instruction set: auto (default), scalar, or another this CPU and build offer\n"
     "  --conv-algo A    convolution algorithm: auto (default), ref, ...\n"
+    "  --verbose        one line per tensor (error, tolerance, PyTorch's own float32 error)\n"
     "  -h, --help       this help\n";
 
 int cmd_check_golden(int argc, char **argv)
@@ -22,6 +23,7 @@ int cmd_check_golden(int argc, char **argv)
     static const struct option opts[] = {
         {"isa", required_argument, NULL, 'i'},
         {"conv-algo", required_argument, NULL, 'a'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -34,6 +36,9 @@ int cmd_check_golden(int argc, char **argv)
             break;
         case 'a':
             go.conv_algo = optarg;
+            break;
+        case 'v':
+            go.verbose = 1;
             break;
         case 'h':
             fputs(usage, stdout);

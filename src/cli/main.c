@@ -43,9 +43,6 @@ static void print_version(void)
     const char *graph_isa = incv3_graph_default_isa();
     printf("\nCPU: AVX2+FMA %s; best kernel ISA here: %s; ISA the graph uses by default: %s",
            incv3_cpu_has_avx2_fma() ? "yes" : "no", incv3_isa_name(incv3_isa_best()), graph_isa);
-    if (strcmp(graph_isa, incv3_isa_name(incv3_isa_best())) != 0)
-        printf(" (the %s kernels use the blocked layout, which the graph does not run yet; incv3-kbench runs them)",
-               incv3_isa_name(incv3_isa_best()));
     putchar('\n');
 }
 

@@ -8,6 +8,9 @@
 #include "graph/graph_internal.h"
 #include "util/rng.h"
 
+static incv3_isa graph_isa_default(void);
+static incv3_layout isa_layout(incv3_isa isa);
+
 incv3_graph *incv3_graph_new(int in_c, int in_h, int in_w)
 {
     incv3_graph *g = calloc(1, sizeof *g);
@@ -17,8 +20,10 @@ incv3_graph *incv3_graph_new(int in_c, int in_h, int in_w)
     g->cur_block = -1;
     for (int i = 0; i < INCV3_MAX_OUTPUTS; i++)
         g->outputs[i] = -1;
-    g->isa = INCV3_ISA_SCALAR;
-    snprintf(g->conv_algo, sizeof g->conv_algo, "ref");
+    /* The fastest kernels this CPU runs, as "--isa auto --conv-algo auto" would choose. */
+    g->isa = graph_isa_default();
+    g->layout = isa_layout(g->isa);
+    snprintf(g->conv_algo, sizeof g->conv_algo, "auto");
     if (in_c < 1 || in_h < 1 || in_w < 1)
         incv3_graph_build_error(g, "invalid input shape %dx%dx%d", in_c, in_h, in_w);
     int id = incv3_graph_add_node(g, &incv3_layer_input, "", 0, NULL);
@@ -43,6 +48,9 @@ void incv3_graph_free(incv3_graph *g)
         return;
     for (int i = 0; i < g->n_nodes; i++)
         release_node_state(&g->nodes[i]);
+    incv3_tensor_free(&g->input_blk);
+    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
+        incv3_tensor_free(&g->out_plain[s]);
     for (size_t i = 0; i < g->n_params; i++) {
         incv3_aligned_free(g->params[i].data);
         incv3_aligned_free(g->params[i].grad);
@@ -286,11 +294,16 @@ void incv3_graph_init_params(incv3_graph *g, uint64_t seed)
     }
 }
 
-/* ISAs the graph can run: available here and with kernels in the graph's layout (NCHW for now; the AVX2
- * kernels use the blocked layout, which reaches the graph with the rest of the AVX2 layers). */
+/* The activations' layout of an ISA's kernels: AVX2 runs NCHW8c, the scalar reference NCHW. */
+static incv3_layout isa_layout(incv3_isa isa)
+{
+    return isa == INCV3_ISA_AVX2 ? INCV3_LAYOUT_NCHW8C : INCV3_LAYOUT_NCHW;
+}
+
+/* ISAs the graph can run: available here, with convolution kernels in that ISA's layout. */
 static int graph_isa_ok(incv3_isa isa)
 {
-    return incv3_isa_available(isa) && incv3_isa_has_layout(isa, INCV3_LAYOUT_NCHW);
+    return incv3_isa_available(isa) && incv3_isa_has_layout(isa, isa_layout(isa));
 }
 
 static incv3_isa graph_isa_default(void)
@@ -322,24 +335,19 @@ static int resolve_kernels(const char *isa, const char *conv_algo, incv3_isa *ou
                     strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
                     strncat(avail, incv3_isa_name((incv3_isa)i), sizeof avail - strlen(avail) - 1);
                 }
-            const char *why = v < 0 ? "unknown instruction set"
-                              : !incv3_isa_available((incv3_isa)v)
-                                  ? "not available on this CPU or build"
-                                  : "its kernels use the blocked layout, which the graph does not run yet "
-                                    "(incv3-kbench runs them)";
-            return incv3_fail(err, "--isa %s: %s (available here: %s)", isa, why, avail);
+            return incv3_fail(err, "--isa %s: %s (available here: %s)", isa,
+                              v < 0 ? "unknown instruction set" : "not available on this CPU or build", avail);
         }
         chosen = (incv3_isa)v;
     }
     if (conv_algo && strcmp(conv_algo, "auto") != 0) {
-        /* An algorithm of the chosen ISA, or a scalar one (ref runs under any ISA). */
+        /* An algorithm of the chosen ISA's kernels (ref is the scalar ISA's: --isa scalar). */
         size_t n;
         const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
         int known = 0;
         char avail[256] = "auto";
         for (size_t i = 0; i < n; i++) {
-            if ((t[i].isa != chosen && t[i].isa != INCV3_ISA_SCALAR) || t[i].pass != INCV3_CONV_FWD ||
-                t[i].layout != INCV3_LAYOUT_NCHW)
+            if (t[i].isa != chosen || t[i].pass != INCV3_CONV_FWD || t[i].layout != isa_layout(chosen))
                 continue;
             if (strcmp(t[i].algo, conv_algo) == 0)
                 known = 1;
@@ -349,7 +357,9 @@ static int resolve_kernels(const char *isa, const char *conv_algo, incv3_isa *ou
             }
         }
         if (!known)
-            return incv3_fail(err, "--conv-algo %s: no such convolution algorithm for --isa %s (available: %s)",
+            return incv3_fail(err,
+                              "--conv-algo %s: no such convolution algorithm for --isa %s (available: %s; the "
+                              "reference kernels run with --isa scalar --conv-algo ref)",
                               conv_algo, incv3_isa_name(chosen), avail);
     }
     *out = chosen;
@@ -368,6 +378,7 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
     if (resolve_kernels(isa, conv_algo, &chosen, err))
         return -1;
     g->isa = chosen;
+    g->layout = isa_layout(chosen);
     snprintf(g->conv_algo, sizeof g->conv_algo, "%s", conv_algo ? conv_algo : "auto");
     g->batch = 0; /* kernels are chosen again at the next forward */
     return 0;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "graph/graph_internal.h"
+#include "layout/reorder.h"
 
 static int track_alloc(incv3_graph *g, incv3_tensor *t, int n, int c, int h, int w, const char *what,
                        const char *name, incv3_error *err)
@@ -41,6 +42,8 @@ static int is_graph_output(const incv3_graph *g, int id)
 
 static void free_activations(incv3_graph *g)
 {
+    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
+        track_free(g, &g->out_plain[s]);
     for (int i = 0; i < g->n_nodes; i++) {
         incv3_node *nd = &g->nodes[i];
         if (!is_input(nd))
@@ -52,12 +55,21 @@ static void free_activations(incv3_graph *g)
 const float *incv3_node_input_data(const incv3_graph *g, const incv3_node *nd, int i)
 {
     int src = nd->inputs[i];
-    return is_input(&g->nodes[src]) ? g->fwd_input : g->nodes[src].out.data;
+    if (!is_input(&g->nodes[src]))
+        return g->nodes[src].out.data;
+    return g->layout == INCV3_LAYOUT_NCHW8C ? g->input_blk.data : g->fwd_input;
 }
 
 int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
-    return track_alloc(g, &nd->out, g->batch, nd->c, nd->h, nd->w, "output", nd->name, err);
+    return track_alloc(g, &nd->out, g->batch, incv3_node_stored_c(g, nd), nd->h, nd->w, "output", nd->name, err);
+}
+
+static int alloc_grad(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    if (nd->grad.data)
+        return 0;
+    return track_alloc(g, &nd->grad, g->batch, incv3_node_stored_c(g, nd), nd->h, nd->w, "gradient", nd->name, err);
 }
 
 int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int *accumulate, incv3_error *err)
@@ -67,11 +79,11 @@ int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int
     *accumulate = 0;
     if (!src->requires_grad)
         return 0;
-    if (is_input(src)) {
+    if (is_input(src) && g->layout == INCV3_LAYOUT_NCHW) {
         *dx = g->bwd_d_input;
     } else {
-        if (!src->grad.data &&
-            track_alloc(g, &src->grad, g->batch, src->c, src->h, src->w, "gradient", src->name, err))
+        /* The blocked input's gradient is reordered into the caller's buffer at the end of backward. */
+        if (alloc_grad(g, src, err))
             return -1;
         *dx = src->grad.data;
     }
@@ -92,6 +104,7 @@ void incv3_grad_pass(float *dst, const float *src, size_t count, int accumulate)
 static int prepare_batch(incv3_graph *g, int batch, incv3_error *err)
 {
     free_activations(g);
+    incv3_tensor_free(&g->input_blk);
     g->batch = batch;
     for (int i = 0; i < g->n_nodes; i++) {
         incv3_node *nd = &g->nodes[i];
@@ -139,6 +152,13 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
     mark_needed(g, outputs, needed);
 
     g->fwd_input = input;
+    if (g->layout == INCV3_LAYOUT_NCHW8C) {
+        incv3_dims d = {batch, g->in_c, g->in_h, g->in_w};
+        if (!g->input_blk.data && incv3_tensor_alloc(&g->input_blk, batch, (g->in_c + 7) / 8 * 8, g->in_h,
+                                                     g->in_w, "the blocked input", err))
+            return -1;
+        reorder_nchw_to_nchw8c_f32(d, input, g->input_blk.data);
+    }
     g->fwd_mode = opts->mode;
     g->fwd_for_backward = opts->for_backward;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -176,6 +196,19 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
                 track_free(g, &src->out);
         }
     }
+    /* Outputs are NCHW for the caller whatever the layout inside. */
+    for (int s = 0; s < INCV3_MAX_OUTPUTS && g->layout == INCV3_LAYOUT_NCHW8C; s++) {
+        if (!((outputs >> s) & 1u) || g->outputs[s] < 0)
+            continue;
+        const incv3_node *nd = &g->nodes[g->outputs[s]];
+        if (nd->flat)
+            continue;
+        if (track_alloc(g, &g->out_plain[s], batch, nd->c, nd->h, nd->w, "output", nd->name, err)) {
+            free_activations(g);
+            return -1;
+        }
+        reorder_nchw8c_to_nchw_f32(incv3_node_dims(g, nd), nd->out.data, g->out_plain[s].data);
+    }
     return 0;
 }
 
@@ -184,6 +217,8 @@ const incv3_tensor *incv3_graph_output(const incv3_graph *g, int slot)
     if (slot < 0 || slot >= INCV3_MAX_OUTPUTS || g->outputs[slot] < 0)
         return NULL;
     const incv3_node *nd = &g->nodes[g->outputs[slot]];
+    if (g->out_plain[slot].data)
+        return &g->out_plain[slot];
     return nd->computed && nd->out.data ? &nd->out : NULL;
 }
 
@@ -230,12 +265,23 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
         }
         if (!nd->requires_grad)
             continue;
-        size_t count = (size_t)g->batch * incv3_node_sample_size(nd);
-        if (!nd->grad.data && track_alloc(g, &nd->grad, g->batch, nd->c, nd->h, nd->w, "gradient", nd->name, err)) {
+        size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
+        if (alloc_grad(g, nd, err)) {
             rc = -1;
             break;
         }
-        incv3_grad_pass(nd->grad.data, d_out[s], count, nd->grad_written);
+        if (g->layout == INCV3_LAYOUT_NCHW8C && !nd->flat) {
+            float *tmp = incv3_aligned_alloc(count * sizeof(float), 0);
+            if (!tmp) {
+                rc = incv3_fail(err, "out of memory for the gradient of output %d", s);
+                break;
+            }
+            reorder_nchw_to_nchw8c_f32(incv3_node_dims(g, nd), d_out[s], tmp);
+            incv3_grad_pass(nd->grad.data, tmp, count, nd->grad_written);
+            incv3_aligned_free(tmp);
+        } else {
+            incv3_grad_pass(nd->grad.data, d_out[s], count, nd->grad_written);
+        }
         nd->grad_written = 1;
     }
     for (int i = g->n_nodes - 1; i >= 1 && rc == 0; i--) {
@@ -257,6 +303,9 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
     }
     if (rc == 0 && d_input && !g->nodes[0].grad_written)
         memset(d_input, 0, (size_t)g->batch * g->in_c * g->in_h * g->in_w * sizeof(float));
+    else if (rc == 0 && d_input && g->layout == INCV3_LAYOUT_NCHW8C)
+        reorder_nchw8c_to_nchw_f32(incv3_node_dims(g, &g->nodes[0]), g->nodes[0].grad.data, d_input);
+    track_free(g, &g->nodes[0].grad);
     for (int i = 1; i < g->n_nodes; i++) {
         if (!is_graph_output(g, i))
             track_free(g, &g->nodes[i].out);

@@ -51,6 +51,7 @@ struct incv3_node {
     int pending;       /* consumers still to run forward this step */
     int keep;          /* output kept after forward for backward */
     const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
+    float *wblk, *dwblk; /* conv: blocked copies of the weights and their gradient (blocked layout only) */
     float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */
     uint8_t *mask;                 /* dropout mask of the last training forward */
     size_t mask_count;
@@ -67,7 +68,10 @@ struct incv3_graph {
     int in_c, in_h, in_w;
     int batch;          /* batch size prepared for, 0 = none */
     incv3_isa isa;
+    incv3_layout layout; /* activations' layout: NCHW (reference kernels) or NCHW8c (AVX2) */
     char conv_algo[32];
+    incv3_tensor input_blk;                      /* the caller's input reordered (blocked layout) */
+    incv3_tensor out_plain[INCV3_MAX_OUTPUTS];   /* non-flat outputs reordered back to NCHW */
     int fwd_for_backward; /* the last forward kept state for backward */
     incv3_mode fwd_mode;
     const float *fwd_input; /* caller's input of the last forward (read by the first layer's backward) */
@@ -97,10 +101,21 @@ int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int
 int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err);
 /* dst = src (accumulate 0) or dst += src (accumulate 1): gradients passed through unchanged. */
 void incv3_grad_pass(float *dst, const float *src, size_t count, int accumulate);
-/* Per-sample element count of a node's output. */
-static inline size_t incv3_node_sample_size(const incv3_node *nd)
+/* Channels of a node's output as stored: padded to whole 8-channel blocks in the blocked layout (feature
+ * vectors stay plain). */
+static inline int incv3_node_stored_c(const incv3_graph *g, const incv3_node *nd)
 {
-    return (size_t)nd->c * nd->h * nd->w;
+    return g->layout == INCV3_LAYOUT_NCHW8C && !nd->flat ? (nd->c + 7) / 8 * 8 : nd->c;
+}
+/* Per-sample element count of a node's output as stored. */
+static inline size_t incv3_node_sample_size(const incv3_graph *g, const incv3_node *nd)
+{
+    return (size_t)incv3_node_stored_c(g, nd) * nd->h * nd->w;
+}
+/* The node's output shape with real channels, for kernels (incv3_dims counts real channels). */
+static inline incv3_dims incv3_node_dims(const incv3_graph *g, const incv3_node *nd)
+{
+    return (incv3_dims){g->batch, nd->c, nd->h, nd->w};
 }
 
 /* Layer types. */

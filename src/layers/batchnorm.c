@@ -2,8 +2,38 @@
  * running statistics in inference. */
 #include <stdlib.h>
 
+#include "avx2/avx2_layers.h"
 #include "graph/graph_internal.h"
+#include "incv3_config.h"
 #include "ref/ref_kernels.h"
+
+/* The kernels of the graph's layout: scalar reference (NCHW) or AVX2 (NCHW8c). */
+typedef struct bn_kernels {
+    void (*fwd_train)(incv3_dims, const float *, const float *, const float *, float, float *, float *, float *);
+    void (*fwd_infer)(incv3_dims, const float *, const float *, const float *, const float *, const float *, float,
+                      float *);
+    void (*bwd_train)(incv3_dims, const float *, const float *, const float *, const float *, const float *, float,
+                      float *, float *, float *, int);
+    void (*bwd_infer)(incv3_dims, const float *, const float *, const float *, const float *, const float *, float,
+                      float *, float *, float *, int);
+} bn_kernels;
+
+static const bn_kernels bn_ref = {bn_fwd_train_f32_ref__scalar, bn_fwd_infer_f32_ref__scalar,
+                                  bn_bwd_train_f32_ref__scalar, bn_bwd_infer_f32_ref__scalar};
+#if INCV3_HAVE_X86_64
+static const bn_kernels bn_avx2 = {bn_fwd_train_f32_blocked__avx2, bn_fwd_infer_f32_blocked__avx2,
+                                   bn_bwd_train_f32_blocked__avx2, bn_bwd_infer_f32_blocked__avx2};
+#endif
+
+static const bn_kernels *kernels_for(const incv3_graph *g)
+{
+#if INCV3_HAVE_X86_64
+    if (g->layout == INCV3_LAYOUT_NCHW8C)
+        return &bn_avx2;
+#endif
+    (void)g;
+    return &bn_ref;
+}
 
 enum { P_WEIGHT, P_BIAS, B_MEAN, B_VAR };
 
@@ -35,26 +65,22 @@ int incv3_graph_batchnorm(incv3_graph *g, int in, const char *name, float eps, f
     return id;
 }
 
-static incv3_dims dims(const incv3_graph *g, const incv3_node *nd)
-{
-    return (incv3_dims){g->batch, nd->c, nd->h, nd->w};
-}
-
 static int bn_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
-    incv3_dims d = dims(g, nd);
+    incv3_dims d = incv3_node_dims(g, nd);
+    const bn_kernels *k = kernels_for(g);
     const float *x = incv3_node_input_data(g, nd, 0);
     float *gamma = incv3_node_param(g, nd, P_WEIGHT)->data, *beta = incv3_node_param(g, nd, P_BIAS)->data;
     float *rmean = incv3_node_param(g, nd, B_MEAN)->data, *rvar = incv3_node_param(g, nd, B_VAR)->data;
     if (o->mode == INCV3_INFER) {
-        bn_fwd_infer_f32_ref__scalar(d, x, gamma, beta, rmean, rvar, nd->eps, nd->out.data);
+        k->fwd_infer(d, x, gamma, beta, rmean, rvar, nd->eps, nd->out.data);
         return 0;
     }
     size_t m = (size_t)d.n * d.h * d.w;
     if (m < 2)
         return incv3_fail(err, "batchnorm %s: training needs more than one value per channel (batch %d of %dx%d)",
                           nd->name, d.n, d.h, d.w);
-    bn_fwd_train_f32_ref__scalar(d, x, gamma, beta, nd->eps, nd->out.data, nd->saved_mean, nd->saved_var);
+    k->fwd_train(d, x, gamma, beta, nd->eps, nd->out.data, nd->saved_mean, nd->saved_var);
     double unbias = (double)m / (double)(m - 1);
     for (int c = 0; c < nd->c; c++) {
         rmean[c] = (float)((1.0 - nd->momentum) * rmean[c] + nd->momentum * nd->saved_mean[c]);
@@ -65,7 +91,8 @@ static int bn_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *
 
 static int bn_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
-    incv3_dims d = dims(g, nd);
+    incv3_dims d = incv3_node_dims(g, nd);
+    const bn_kernels *k = kernels_for(g);
     float *dx;
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
@@ -73,10 +100,10 @@ static int bn_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     incv3_param *gw = incv3_node_param(g, nd, P_WEIGHT), *gb = incv3_node_param(g, nd, P_BIAS);
     const float *x = incv3_node_input_data(g, nd, 0);
     if (g->fwd_mode == INCV3_TRAIN)
-        bn_bwd_train_f32_ref__scalar(d, x, nd->grad.data, gw->data, nd->saved_mean, nd->saved_var, nd->eps, dx,
+        k->bwd_train(d, x, nd->grad.data, gw->data, nd->saved_mean, nd->saved_var, nd->eps, dx,
                                      gw->grad, gb->grad, acc);
     else
-        bn_bwd_infer_f32_ref__scalar(d, x, nd->grad.data, gw->data, incv3_node_param(g, nd, B_MEAN)->data,
+        k->bwd_infer(d, x, nd->grad.data, gw->data, incv3_node_param(g, nd, B_MEAN)->data,
                                      incv3_node_param(g, nd, B_VAR)->data, nd->eps, dx, gw->grad, gb->grad, acc);
     return 0;
 }

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "graph/graph_internal.h"
+#include "layout/concat_blocked.h"
 
 int incv3_graph_concat(incv3_graph *g, int count, const int *ins)
 {
@@ -29,7 +30,19 @@ int incv3_graph_concat(incv3_graph *g, int count, const int *ins)
 static int concat_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
     (void)o, (void)err;
-    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(nd);
+    if (g->layout == INCV3_LAYOUT_NCHW8C) {
+        /* Padding lanes of the last block belong to no slice; they must read as zero downstream. */
+        if (nd->c % 8)
+            memset(nd->out.data, 0, (size_t)g->batch * incv3_node_sample_size(g, nd) * sizeof(float));
+        for (int i = 0, offset = 0; i < nd->n_inputs; i++) {
+            const int src_c = g->nodes[nd->inputs[i]].c;
+            concat_slice_fwd_f32_nchw8c(g->batch, nd->h, nd->w, incv3_node_input_data(g, nd, i), src_c,
+                                        nd->out.data, nd->c, offset);
+            offset += src_c;
+        }
+        return 0;
+    }
+    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(g, nd);
     size_t offset = 0;
     for (int i = 0; i < nd->n_inputs; i++) {
         const incv3_node *src = &g->nodes[nd->inputs[i]];
@@ -44,7 +57,20 @@ static int concat_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_op
 
 static int concat_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
-    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(nd);
+    if (g->layout == INCV3_LAYOUT_NCHW8C) {
+        for (int i = 0, offset = 0; i < nd->n_inputs; i++) {
+            const int src_c = g->nodes[nd->inputs[i]].c;
+            float *dx;
+            int acc;
+            if (incv3_node_input_grad(g, nd, i, &dx, &acc, err))
+                return -1;
+            if (dx)
+                concat_slice_bwd_f32_nchw8c(g->batch, nd->h, nd->w, nd->grad.data, nd->c, offset, dx, src_c, acc);
+            offset += src_c;
+        }
+        return 0;
+    }
+    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(g, nd);
     size_t offset = 0;
     for (int i = 0; i < nd->n_inputs; i++) {
         const incv3_node *src = &g->nodes[nd->inputs[i]];

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "graph/graph_internal.h"
+#include "layout/reorder.h"
 
 static incv3_conv_shape conv_shape(const incv3_graph *g, const incv3_node *nd)
 {
@@ -44,22 +45,25 @@ int incv3_graph_conv(incv3_graph *g, int in, const char *name, int out_c, int kh
     return id;
 }
 
-/* Forced algorithm where it can serve the shape, else the ISA's preferred kernel, else the scalar one; all
- * in the graph's layout (NCHW until the blocked layout runs through every layer). */
+/* Forced algorithm where it can serve the shape, else the ISA's preferred kernel, in the graph's layout. */
 static const incv3_conv_kernel *choose(const incv3_graph *g, incv3_conv_pass pass, const incv3_conv_shape *s)
 {
     const char *algo = strcmp(g->conv_algo, "auto") == 0 ? NULL : g->conv_algo;
     const incv3_conv_kernel *k = NULL;
-    if (algo) {
-        k = incv3_conv_kernel_find(pass, g->isa, INCV3_LAYOUT_NCHW, algo, s);
-        if (!k)
-            k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, algo, s);
-    }
+    if (algo)
+        k = incv3_conv_kernel_find(pass, g->isa, g->layout, algo, s);
     if (!k)
-        k = incv3_conv_kernel_find(pass, g->isa, INCV3_LAYOUT_NCHW, NULL, s);
-    if (!k)
-        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, s);
+        k = incv3_conv_kernel_find(pass, g->isa, g->layout, NULL, s);
+    if (!k && g->layout == INCV3_LAYOUT_NCHW)
+        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, algo, s);
     return k;
+}
+
+static void conv_release(incv3_node *nd)
+{
+    incv3_aligned_free(nd->wblk);
+    incv3_aligned_free(nd->dwblk);
+    nd->wblk = nd->dwblk = NULL;
 }
 
 static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *err)
@@ -70,7 +74,15 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
     nd->kbwd_data = choose(g, INCV3_CONV_BWD_DATA, &s);
     nd->kbwd_weights = choose(g, INCV3_CONV_BWD_WEIGHTS, &s);
     if (!nd->kfwd || !nd->kbwd_data || !nd->kbwd_weights)
-        return incv3_fail(err, "conv %s: no kernel serves this shape", nd->name);
+        return incv3_fail(err, "conv %s: no %s kernel serves this shape", nd->name, incv3_isa_name(g->isa));
+    conv_release(nd);
+    if (g->layout == INCV3_LAYOUT_NCHW8C) {
+        const size_t count = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
+        nd->wblk = incv3_aligned_alloc(count * sizeof(float), 0);
+        nd->dwblk = incv3_aligned_alloc(count * sizeof(float), 0);
+        if (!nd->wblk || !nd->dwblk)
+            return incv3_fail(err, "conv %s: out of memory for the blocked weights", nd->name);
+    }
     return 0;
 }
 
@@ -78,7 +90,14 @@ static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts
 {
     (void)o, (void)err;
     incv3_conv_shape s = conv_shape(g, nd);
-    nd->kfwd->fn.fwd(&s, incv3_node_input_data(g, nd, 0), incv3_node_param(g, nd, 0)->data, nd->out.data);
+    const float *w = incv3_node_param(g, nd, 0)->data;
+    if (nd->wblk) {
+        /* The optimizer updates the OIHW parameters (PyTorch's layout, as checkpoints store them); the
+         * blocked copy costs one pass over the weights per step. */
+        reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, nd->wblk);
+        w = nd->wblk;
+    }
+    nd->kfwd->fn.fwd(&s, incv3_node_input_data(g, nd, 0), w, nd->out.data);
     return 0;
 }
 
@@ -86,13 +105,16 @@ static int conv_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
     incv3_conv_shape s = conv_shape(g, nd);
     incv3_param *w = incv3_node_param(g, nd, 0);
-    nd->kbwd_weights->fn.bwd_weights(&s, incv3_node_input_data(g, nd, 0), nd->grad.data, w->grad);
+    nd->kbwd_weights->fn.bwd_weights(&s, incv3_node_input_data(g, nd, 0), nd->grad.data,
+                                     nd->dwblk ? nd->dwblk : w->grad);
+    if (nd->dwblk)
+        reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, nd->dwblk, w->grad);
     float *dx;
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
         return -1;
     if (dx)
-        nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, w->data, dx, acc);
+        nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, nd->wblk ? nd->wblk : w->data, dx, acc);
     return 0;
 }
 
@@ -103,4 +125,5 @@ const incv3_layer_ops incv3_layer_conv = {
     .prepare = conv_prepare,
     .forward = conv_forward,
     .backward = conv_backward,
+    .release = conv_release,
 };

@@ -20,7 +20,7 @@ int incv3_graph_dropout(incv3_graph *g, int in, float p)
 
 static int dropout_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
-    size_t count = (size_t)g->batch * incv3_node_sample_size(nd);
+    size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
     const float *x = incv3_node_input_data(g, nd, 0);
     if (o->mode == INCV3_INFER || nd->p == 0) {
         memcpy(nd->out.data, x, count * sizeof(float));
@@ -49,7 +49,7 @@ static int dropout_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
         return -1;
     if (!dx)
         return 0;
-    size_t count = (size_t)g->batch * incv3_node_sample_size(nd);
+    size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
     if (nd->mask)
         dropout_bwd_f32_ref__scalar(count, nd->grad.data, nd->mask, nd->p, dx, acc);
     else

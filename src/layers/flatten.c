@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "graph/graph_internal.h"
+#include "layout/reorder.h"
 
 const incv3_layer_ops incv3_layer_input = {
     .kind = "input",
@@ -21,11 +22,21 @@ int incv3_graph_flatten(incv3_graph *g, int in)
     return id;
 }
 
+/* In the blocked layout flatten is the edge back to NCHW, so features keep PyTorch's c*h*w order. */
+static int blocked_input(const incv3_graph *g, const incv3_node *nd)
+{
+    return g->layout == INCV3_LAYOUT_NCHW8C && !g->nodes[nd->inputs[0]].flat;
+}
+
 static int flatten_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
     (void)o, (void)err;
-    memcpy(nd->out.data, incv3_node_input_data(g, nd, 0),
-           (size_t)g->batch * incv3_node_sample_size(nd) * sizeof(float));
+    const incv3_node *src = &g->nodes[nd->inputs[0]];
+    if (blocked_input(g, nd))
+        reorder_nchw8c_to_nchw_f32(incv3_node_dims(g, src), incv3_node_input_data(g, nd, 0), nd->out.data);
+    else
+        memcpy(nd->out.data, incv3_node_input_data(g, nd, 0),
+               (size_t)g->batch * incv3_node_sample_size(g, nd) * sizeof(float));
     return 0;
 }
 
@@ -35,8 +46,24 @@ static int flatten_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
         return -1;
-    if (dx)
-        incv3_grad_pass(dx, nd->grad.data, (size_t)g->batch * incv3_node_sample_size(nd), acc);
+    if (!dx)
+        return 0;
+    const incv3_node *src = &g->nodes[nd->inputs[0]];
+    if (!blocked_input(g, nd)) {
+        incv3_grad_pass(dx, nd->grad.data, (size_t)g->batch * incv3_node_sample_size(g, nd), acc);
+        return 0;
+    }
+    if (!acc) {
+        reorder_nchw_to_nchw8c_f32(incv3_node_dims(g, src), nd->grad.data, dx);
+        return 0;
+    }
+    const size_t count = (size_t)g->batch * incv3_node_sample_size(g, src);
+    float *tmp = incv3_aligned_alloc(count * sizeof(float), 0);
+    if (!tmp)
+        return incv3_fail(err, "out of memory in the backward of flatten");
+    reorder_nchw_to_nchw8c_f32(incv3_node_dims(g, src), nd->grad.data, tmp);
+    incv3_grad_pass(dx, tmp, count, 1);
+    incv3_aligned_free(tmp);
     return 0;
 }
 

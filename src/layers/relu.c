@@ -1,4 +1,6 @@
 #include "graph/graph_internal.h"
+#include "avx2/avx2_layers.h"
+#include "incv3_config.h"
 #include "ref/ref_kernels.h"
 
 int incv3_graph_relu(incv3_graph *g, int in)
@@ -11,8 +13,14 @@ int incv3_graph_relu(incv3_graph *g, int in)
 static int relu_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
     (void)o, (void)err;
-    relu_fwd_f32_ref__scalar((size_t)g->batch * incv3_node_sample_size(nd), incv3_node_input_data(g, nd, 0),
-                             nd->out.data);
+    const size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
+#if INCV3_HAVE_X86_64
+    if (g->isa == INCV3_ISA_AVX2) {
+        relu_fwd_f32__avx2(count, incv3_node_input_data(g, nd, 0), nd->out.data);
+        return 0;
+    }
+#endif
+    relu_fwd_f32_ref__scalar(count, incv3_node_input_data(g, nd, 0), nd->out.data);
     return 0;
 }
 
@@ -22,9 +30,16 @@ static int relu_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
         return -1;
-    if (dx)
-        relu_bwd_f32_ref__scalar((size_t)g->batch * incv3_node_sample_size(nd), nd->out.data, nd->grad.data, dx,
-                                 acc);
+    if (!dx)
+        return 0;
+    const size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
+#if INCV3_HAVE_X86_64
+    if (g->isa == INCV3_ISA_AVX2) {
+        relu_bwd_f32__avx2(count, nd->out.data, nd->grad.data, dx, acc);
+        return 0;
+    }
+#endif
+    relu_bwd_f32_ref__scalar(count, nd->out.data, nd->grad.data, dx, acc);
     return 0;
 }
 

@@ -23,6 +23,7 @@ typedef struct judge {
     json_t *fp32; /* tensor name -> PyTorch's own float32 relative error */
     double single_factor, group_factor;
     FILE *report;
+    int verbose;
     int tensors, failures;
 } judge;
 
@@ -53,6 +54,9 @@ static void note(judge *j, group *gr, const char *name, double err, double tol)
         j->failures++;
         if (j->report)
             fprintf(j->report, "  FAIL %-52s rel err %.3e > tolerance %.3e\n", name, err, tol);
+    } else if (j->report && j->verbose) {
+        fprintf(j->report, "  ok   %-52s rel err %.3e <= tolerance %.3e (PyTorch fp32: %.3e)\n", name, err, tol,
+                fp32_err(j, name));
     }
     if (!(ratio <= gr->worst_ratio) || gr->tensors == 1) {
         gr->worst_ratio = ratio;
@@ -315,7 +319,7 @@ int incv3_check_golden(const char *path, const incv3_golden_opts *opts, FILE *re
     incv3_st_file *f = incv3_st_open(path, err);
     if (!f)
         return -1;
-    judge j = {.file = f, .report = report};
+    judge j = {.file = f, .report = report, .verbose = opts && opts->verbose};
     j.single_factor = opts && opts->single_factor > 0 ? opts->single_factor : 10.0;
     j.group_factor = opts && opts->group_factor > 0 ? opts->group_factor : 3.0;
     golden_cfg c;
