@@ -48,6 +48,10 @@ grep -q "7,347,949,664" <<<"$out" || { echo "FAIL: summary lacks the MAC count";
 # The last of a repeated flag wins.
 out=$("$exe" summary --image-size 50 --image-size 75 --no-aux)
 grep -q "\[-1, 32, 37, 37\]" <<<"$out" || { echo "FAIL: repeated --image-size: last one did not win"; fails=$((fails + 1)); }
+out=$("$exe" summary --kernels --isa scalar --image-size 75 --no-aux)
+grep -q "| stem.0.conv .*conv_fwd_f32_ref__scalar .*conv_bwd_data_f32_ref__scalar .*conv_bwd_weights_f32_ref__scalar" <<<"$out" ||
+    { echo "FAIL: summary --kernels --isa scalar does not list the reference kernels"; fails=$((fails + 1)); }
+check 2 "--isa" summary --kernels --isa sparc
 "$exe" --version | grep -q "ISA the graph uses by default" || { echo "FAIL: --version lacks the ISA line"; fails=$((fails + 1)); }
 
 if [ "$fails" -ne 0 ]; then

@@ -6,7 +6,8 @@
 #include "incv3/model.h"
 
 static const char usage[] =
-    "Usage: incv3 summary [--image-size N] [--no-aux] [--classes K] [--width W]\n"
+    "Usage: incv3 summary [--image-size N] [--no-aux] [--classes K] [--width W] [--kernels [--isa I]\n"
+    "                     [--conv-algo A]]\n"
     "\n"
     "Prints the model as a table in the seed's format (Layer (type) | Output Shape | Param #, with block\n"
     "headers), then the parameter totals and the forward multiply-accumulates per image.\n"
@@ -15,6 +16,9 @@ static const char usage[] =
     "  --no-aux         without the auxiliary head (needed below 299: the aux head wants a 17x17 grid)\n"
     "  --classes K      output classes (default 10)\n"
     "  --width W        channel multiplier in (0, 4] (default 1; e.g. 0.25 for small test models)\n"
+    "  --kernels        also print the kernel every layer runs (forward, backward-data, backward-weights)\n"
+    "  --isa I          with --kernels: auto (default), scalar, avx2\n"
+    "  --conv-algo A    with --kernels: auto (default), ref, direct\n"
     "  -h, --help       this help\n";
 
 int cmd_summary(int argc, char **argv)
@@ -22,8 +26,12 @@ int cmd_summary(int argc, char **argv)
     static const struct option opts[] = {
         {"image-size", required_argument, NULL, 's'}, {"no-aux", no_argument, NULL, 'n'},
         {"classes", required_argument, NULL, 'k'},    {"width", required_argument, NULL, 'w'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"kernels", no_argument, NULL, 'K'},          {"isa", required_argument, NULL, 'i'},
+        {"conv-algo", required_argument, NULL, 'a'},  {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    int kernels = 0;
+    const char *isa = NULL, *algo = NULL;
     incv3_model_config cfg = incv3_model_config_default();
     int c;
     while ((c = cli_getopt("summary", argc, argv, "h", opts)) != -1) {
@@ -44,6 +52,15 @@ int cmd_summary(int argc, char **argv)
             if (cli_parse_double("summary", "--width", optarg, -HUGE_VAL, HUGE_VAL, &cfg.width))
                 return cli_usage_hint("summary");
             break;
+        case 'K':
+            kernels = 1;
+            break;
+        case 'i':
+            isa = optarg;
+            break;
+        case 'a':
+            algo = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -56,6 +73,10 @@ int cmd_summary(int argc, char **argv)
         return cli_usage_hint("summary");
     }
     incv3_error err;
+    if (incv3_kernels_check(isa, algo, &err)) {
+        fprintf(stderr, "incv3 summary: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
     if (incv3_model_config_check(&cfg, &err)) {
         fprintf(stderr, "incv3 summary: %s\n", err.msg);
         return EXIT_USAGE;
@@ -66,6 +87,15 @@ int cmd_summary(int argc, char **argv)
         return 1;
     }
     incv3_print_summary(g, &cfg, stdout);
+    if (kernels) {
+        if (incv3_graph_set_kernels(g, isa, algo, &err)) {
+            fprintf(stderr, "incv3 summary: %s\n", err.msg);
+            incv3_graph_free(g);
+            return EXIT_USAGE;
+        }
+        fputc('\n', stdout);
+        incv3_print_kernels(g, stdout);
+    }
     incv3_graph_free(g);
     return 0;
 }

@@ -118,6 +118,10 @@ static inline incv3_dims incv3_node_dims(const incv3_graph *g, const incv3_node 
     return (incv3_dims){g->batch, nd->c, nd->h, nd->w};
 }
 
+/* The convolution kernels (forward, backward-data, backward-weights) node nd runs with the graph's
+ * kernel choice. */
+void incv3_conv_node_kernels(const incv3_graph *g, const incv3_node *nd, const incv3_conv_kernel *k[3]);
+
 /* Layer types. */
 extern const incv3_layer_ops incv3_layer_input, incv3_layer_conv, incv3_layer_batchnorm, incv3_layer_relu,
     incv3_layer_maxpool, incv3_layer_avgpool, incv3_layer_global_avgpool, incv3_layer_concat,

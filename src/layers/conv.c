@@ -59,6 +59,18 @@ static const incv3_conv_kernel *choose(const incv3_graph *g, incv3_conv_pass pas
     return k;
 }
 
+void incv3_conv_node_kernels(const incv3_graph *g, const incv3_node *nd, const incv3_conv_kernel *k[3])
+{
+    const incv3_node *src = &g->nodes[nd->inputs[0]];
+    incv3_conv_shape s = {.n = 1, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh, .kw = nd->kw,
+                          .stride_h = nd->stride, .stride_w = nd->stride, .pad_top = nd->pad_h,
+                          .pad_bottom = nd->pad_h, .pad_left = nd->pad_w, .pad_right = nd->pad_w};
+    incv3_conv_shape_finish(&s);
+    k[0] = choose(g, INCV3_CONV_FWD, &s);
+    k[1] = choose(g, INCV3_CONV_BWD_DATA, &s);
+    k[2] = choose(g, INCV3_CONV_BWD_WEIGHTS, &s);
+}
+
 static void conv_release(incv3_node *nd)
 {
     incv3_aligned_free(nd->wblk);

@@ -122,3 +122,55 @@ double incv3_print_summary(incv3_graph *g, const incv3_model_config *cfg, FILE *
             cfg->image_size, cfg->image_size, cfg->classes, cfg->width, cfg->aux ? "on" : "off", nbuf);
     return macs;
 }
+
+/* The kernel family the non-convolution layers of a layout run (their dispatch is per layout). */
+static const char *family(const incv3_graph *g, const incv3_node *nd)
+{
+    const int blocked = g->layout == INCV3_LAYOUT_NCHW8C;
+    const char *k = nd->ops->kind;
+    if (strcmp(k, "batchnorm") == 0)
+        return blocked ? "bn_{fwd,bwd}_{train,infer}_f32_blocked__avx2" : "bn_{fwd,bwd}_{train,infer}_f32_ref__scalar";
+    if (strcmp(k, "relu") == 0)
+        return blocked ? "relu_{fwd,bwd}_f32__avx2" : "relu_{fwd,bwd}_f32_ref__scalar";
+    if (strcmp(k, "maxpool") == 0)
+        return blocked ? "maxpool_{fwd,bwd}_f32_blocked__avx2" : "maxpool_{fwd,bwd}_f32_ref__scalar";
+    if (strcmp(k, "avgpool") == 0 || strcmp(k, "global_avgpool") == 0)
+        return blocked ? "avgpool_{fwd,bwd}_f32_blocked__avx2" : "avgpool_{fwd,bwd}_f32_ref__scalar";
+    if (strcmp(k, "concat") == 0)
+        return blocked ? "concat_slice_{fwd,bwd}_f32_nchw8c" : "copy (NCHW)";
+    if (strcmp(k, "flatten") == 0)
+        return blocked ? "reorder_nchw8c_to_nchw_f32 (graph edge)" : "copy (NCHW)";
+    if (strcmp(k, "linear") == 0)
+        return "linear_{fwd,bwd_data,bwd_weights}_f32_ref__scalar";
+    if (strcmp(k, "dropout") == 0)
+        return "dropout_{fwd,bwd}_f32_ref__scalar";
+    return "";
+}
+
+void incv3_print_kernels(incv3_graph *g, FILE *out)
+{
+    fprintf(out, "Kernels (ISA %s, layout %s, --conv-algo %s):\n\n", incv3_isa_name(g->isa),
+            g->layout == INCV3_LAYOUT_NCHW8C ? "NCHW8c" : "NCHW", g->conv_algo);
+    fprintf(out, "| %-32s | %-18s | %-36s | %-36s | %-36s |\n", "Layer", "Output Shape", "Forward", "Backward-data",
+            "Backward-weights");
+    fprintf(out, "|%.34s|%.20s|%.38s|%.38s|%.38s|\n", "----------------------------------------",
+            "----------------------------------------", "----------------------------------------",
+            "----------------------------------------", "----------------------------------------");
+    for (int i = 1; i < g->n_nodes; i++) {
+        const incv3_node *nd = &g->nodes[i];
+        char shape[48], label[INCV3_NAME_MAX];
+        if (nd->flat)
+            snprintf(shape, sizeof shape, "[-1, %d]", nd->c);
+        else
+            snprintf(shape, sizeof shape, "[-1, %d, %d, %d]", nd->c, nd->h, nd->w);
+        snprintf(label, sizeof label, "%s", nd->name[0] ? nd->name : nd->ops->kind);
+        if (nd->ops == &incv3_layer_conv) {
+            const incv3_conv_kernel *k[3];
+            incv3_conv_node_kernels(g, nd, k);
+            fprintf(out, "| %-32s | %-18s | %-36s | %-36s | %-36s |\n", label, shape, k[0] ? k[0]->name : "none",
+                    k[1] ? k[1]->name : "none", k[2] ? k[2]->name : "none");
+        } else {
+            fprintf(out, "| %-32s | %-18s | %-112s |\n", label, shape, family(g, nd));
+        }
+    }
+}
