@@ -20,7 +20,11 @@ static const char usage[] =
     "counts), %% of the FMA peak of T threads measured by this process, and the speed-up over the reference\n"
     "(timed on batch 1 by the check, scaled to the batch).\n"
     "\n"
-    "  --op OP        conv-fwd (default), conv-bwd-data, conv-bwd-weights\n"
+    "  --op OP        conv-fwd (default), conv-bwd-data, conv-bwd-weights; pool (max pooling forward +\n"
+    "                 backward; K of --shape is ignored; --suite gives the model's pooling layers; GFLOP/s\n"
+    "                 counts one compare per window cell and pass); adamw (one AdamW step over --count\n"
+    "                 parameters, default the model's 25,212,020; GFLOP/s counts 12 per parameter)\n"
+    "  --count N      parameters for --op adamw\n"
     "  --algo A       auto (default: the ISA's preferred kernel), ref, direct\n"
     "  --isa I        auto (default: the best this CPU runs), scalar, avx2\n"
     "  --shape S      one convolution: C,H,W,K,KH,KW,stride,padH,padW\n"
@@ -33,16 +37,27 @@ static const char usage[] =
     "  --peak         print the measured FMA peak alone\n"
     "  -h, --help     this help\n";
 
+typedef enum op_kind { OP_CONV, OP_POOL, OP_ADAMW } op_kind;
+
 typedef struct op_name {
     const char *name;
-    incv3_conv_pass pass;
+    op_kind kind;
+    incv3_conv_pass pass; /* OP_CONV */
 } op_name;
 
 static const op_name ops[] = {
-    {"conv-fwd", INCV3_CONV_FWD},
-    {"conv-bwd-data", INCV3_CONV_BWD_DATA},
-    {"conv-bwd-weights", INCV3_CONV_BWD_WEIGHTS},
+    {"conv-fwd", OP_CONV, INCV3_CONV_FWD},
+    {"conv-bwd-data", OP_CONV, INCV3_CONV_BWD_DATA},
+    {"conv-bwd-weights", OP_CONV, INCV3_CONV_BWD_WEIGHTS},
+    {"pool", OP_POOL, 0},
+    {"adamw", OP_ADAMW, 0},
 };
+
+/* What a row reports as its kernel. */
+typedef struct row_kernel {
+    const char *name, *algo;
+    incv3_isa isa;
+} row_kernel;
 
 static int parse_int(const char *flag, const char *text, int lo, int hi, int *out)
 {
@@ -88,7 +103,7 @@ static int parse_shape(const char *text, kbench_shape *s)
     return 0;
 }
 
-static void print_row(const char *format, const incv3_conv_kernel *k, const char *op, const kbench_shape *s,
+static void print_row(const char *format, const row_kernel *k, const char *op, const kbench_shape *s,
                       int batch, int threads, const kbench_result *r, double peak, int header)
 {
     const double pct = 100.0 * r->gflops / peak;
@@ -97,9 +112,9 @@ static void print_row(const char *format, const incv3_conv_kernel *k, const char
         printf("{\"kernel\":\"%s\",\"op\":\"%s\",\"algo\":\"%s\",\"isa\":\"%s\",\"c\":%d,\"h\":%d,\"w\":%d,\"k\":%d,"
                "\"kh\":%d,\"kw\":%d,\"stride\":%d,\"pad_h\":%d,\"pad_w\":%d,\"batch\":%d,\"threads\":%d,"
                "\"median_ms\":%.4f,\"min_ms\":%.4f,\"gflops\":%.3f,\"pct_peak\":%.2f,\"speedup_vs_ref\":%.2f,"
-               "\"peak_gflops\":%.2f,\"check_rel_err\":%.3g}\n",
+               "\"peak_gflops\":%.2f,\"gbytes_per_s\":%.2f,\"check_rel_err\":%.3g}\n",
                k->name, op, k->algo, incv3_isa_name(k->isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride,
-               s->pad_h, s->pad_w, batch, threads, r->median_ms, r->min_ms, r->gflops, pct, speedup, peak,
+               s->pad_h, s->pad_w, batch, threads, r->median_ms, r->min_ms, r->gflops, pct, speedup, peak, r->gbytes,
                r->check_err);
     } else if (strcmp(format, "csv") == 0) {
         if (header)
@@ -129,8 +144,10 @@ int main(int argc, char **argv)
         {"suite", required_argument, NULL, 'S'},   {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'}, {"repeat", required_argument, NULL, 'r'},
         {"format", required_argument, NULL, 'f'},  {"peak", no_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"count", required_argument, NULL, 'n'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    int count = 25212020;
     const char *op = "conv-fwd", *algo = "auto", *isa_name = "auto", *suite = NULL, *format = "table";
     kbench_shape one;
     int have_shape = 0, batch = 32, threads = 1, repeat = 5, peak_only = 0, c;
@@ -176,6 +193,10 @@ int main(int argc, char **argv)
         case 'p':
             peak_only = 1;
             break;
+        case 'n':
+            if (parse_int("--count", optarg, 1, 1 << 30, &count))
+                return 2;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -200,14 +221,16 @@ int main(int argc, char **argv)
     fprintf(stderr, "incv3-kbench: FMA peak of %d thread%s measured at %.1f GFLOP/s\n", threads,
             threads > 1 ? "s" : "", peak);
 
-    int pass = -1;
+    const op_name *opn = NULL;
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strcmp(op, ops[i].name) == 0)
-            pass = (int)ops[i].pass;
-    if (pass < 0) {
-        fprintf(stderr, "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data or conv-bwd-weights\n", op);
+            opn = &ops[i];
+    if (!opn) {
+        fprintf(stderr, "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data, conv-bwd-weights, pool or adamw\n",
+                op);
         return 2;
     }
+    const int pass = (int)opn->pass;
     incv3_isa isa;
     if (strcmp(isa_name, "auto") == 0) {
         isa = incv3_isa_best();
@@ -226,11 +249,26 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (opn->kind == OP_ADAMW) {
+        kbench_result r;
+        const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
+        if (kbench_adamw((size_t)count, repeat, vec, &r))
+            return 1;
+        const row_kernel rk = {vec ? "adamw_f32__avx2" : "adamw_f32_ref__scalar", vec ? "direct" : "ref",
+                               vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR};
+        const kbench_shape none = {count, 1, 1, 0, 0, 0, 0, 0, 0};
+        print_row(format, &rk, op, &none, 1, threads, &r, peak, 1);
+        fprintf(stderr, "incv3-kbench: AdamW over %d parameters: %.1f GB/s\n", count, r.gbytes);
+        return 0;
+    }
+
     kbench_shape shapes[256];
     size_t n_shapes;
     if (have_shape) {
         shapes[0] = one;
         n_shapes = 1;
+    } else if (suite && opn->kind == OP_POOL) {
+        n_shapes = kbench_pool_suite(shapes, 256);
     } else if (suite) {
         n_shapes = kbench_suite(suite, shapes, 256);
         if (!n_shapes) {
@@ -246,6 +284,21 @@ int main(int argc, char **argv)
     double total_flop = 0, total_s = 0;
     for (size_t i = 0; i < n_shapes; i++) {
         const kbench_shape *s = &shapes[i];
+        if (opn->kind == OP_POOL) {
+            const int blocked = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
+            const row_kernel rk = {blocked ? "maxpool_{fwd,bwd}_f32_blocked__avx2" : "maxpool_{fwd,bwd}_f32_ref__scalar",
+                                   blocked ? "direct" : "ref", blocked ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR};
+            kbench_result r;
+            if (kbench_pool(s, batch, repeat, blocked, &r)) {
+                failures++;
+                continue;
+            }
+            print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
+            rows++;
+            total_flop += r.gflops * r.median_ms / 1e3;
+            total_s += r.median_ms / 1e3;
+            continue;
+        }
         incv3_conv_shape cs = {.n = batch, .c = s->c, .h = s->h, .w = s->w, .k = s->k, .kh = s->kh, .kw = s->kw,
                                .stride_h = s->stride, .stride_w = s->stride, .pad_top = s->pad_h,
                                .pad_bottom = s->pad_h, .pad_left = s->pad_w, .pad_right = s->pad_w};
@@ -276,7 +329,8 @@ int main(int argc, char **argv)
             failures++;
             continue;
         }
-        print_row(format, k, op, s, batch, threads, &r, peak, rows == 0);
+        const row_kernel rk = {k->name, k->algo, k->isa};
+        print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
         rows++;
         total_flop += r.gflops * r.median_ms / 1e3;
         total_s += r.median_ms / 1e3;

@@ -3,6 +3,7 @@
 #define INCV3_KBENCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "registry.h"
 
@@ -18,9 +19,11 @@ double kbench_peak_avx2_gflops(int threads); /* bench/kbench_peak_avx2.c, compil
 /* Suites: "inception" (the 12 shapes of the AVX2 issue, with oneDNN's figures) or "model" (every distinct
  * convolution of the seed model at 299x299 with the aux head). Returns the count, 0 for an unknown name. */
 size_t kbench_suite(const char *name, kbench_shape *out, size_t max);
+/* Every distinct max pooling of the seed model (k = c). */
+size_t kbench_pool_suite(kbench_shape *out, size_t max);
 
 typedef struct kbench_result {
-    double median_ms, min_ms, gflops, ref_ms_per_image, check_err;
+    double median_ms, min_ms, gflops, gbytes, ref_ms_per_image, check_err;
     int checked; /* the variant agreed with the reference on batch 1 */
 } kbench_result;
 
@@ -28,5 +31,20 @@ typedef struct kbench_result {
  * at `batch` after one warm-up: `repeat` runs, median and min. Returns non-zero (with a message on stderr)
  * when the check fails or memory runs out. */
 int kbench_conv(const incv3_conv_kernel *k, const kbench_shape *sh, int batch, int repeat, kbench_result *res);
+
+/* Runs fn once to warm up, then `repeat` timed runs; median and min in ms. */
+int kbench_time(void (*fn)(void *ctx), void *ctx, int repeat, double *median_ms, double *min_ms);
+/* Seconds of one run of fn. */
+double kbench_seconds(void (*fn)(void *ctx), void *ctx);
+/* 64-byte aligned floats uniform in [-0.5, 0.5) from a seed; NULL when out of memory. */
+float *kbench_alloc_random(size_t count, uint64_t seed);
+double kbench_rel_err(const float *got, const float *want, size_t count);
+
+/* Max pooling forward + backward on n x c x h x w (sh->k is ignored), AVX2 blocked when `blocked`, else the
+ * reference; ref_ms_per_image is the reference's time at batch 1. */
+int kbench_pool(const kbench_shape *sh, int batch, int repeat, int blocked, kbench_result *res);
+/* One AdamW step over `count` parameters (AVX2 when `vectorized`); ref_ms_per_image holds the reference's
+ * time for the same count. */
+int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res);
 
 #endif

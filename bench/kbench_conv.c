@@ -1,39 +1,12 @@
 /* Checking and timing one convolution kernel on one shape. The operands are random, in the kernel's layout
  * (reorders are outside the timed region). */
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "kbench.h"
 #include "layout/reorder.h"
 #include "ref/ref_kernels.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *alloc_random(size_t count, uint64_t seed)
-{
-    float *p = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64 + 64);
-    if (!p)
-        return NULL;
-    for (size_t i = 0; i < count; i++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        p[i] = (float)(seed >> 40) / 16777216.0f - 0.5f;
-    }
-    return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static incv3_conv_shape make_shape(const kbench_shape *sh, int batch)
 {
@@ -65,6 +38,19 @@ static void run_kernel(const incv3_conv_kernel *k, const incv3_conv_shape *s, co
         k->fn.bwd_weights(s, a, b, out);
         break;
     }
+}
+
+typedef struct conv_call {
+    const incv3_conv_kernel *k;
+    const incv3_conv_shape *s;
+    const float *a, *b;
+    float *out;
+} conv_call;
+
+static void call_kernel(void *ctx)
+{
+    const conv_call *c = ctx;
+    run_kernel(c->k, c->s, c->a, c->b, c->out);
 }
 
 /* Element counts of (a, b, out) of a pass, in NCHW or blocked layout. */
@@ -121,16 +107,15 @@ static double check(const incv3_conv_kernel *k, const kbench_shape *sh, double *
     ref.layout = INCV3_LAYOUT_NCHW;
     counts(&ref, &s, plain);
     counts(k, &s, kc);
-    float *a = alloc_random(plain[0], 1), *b = alloc_random(plain[1], 2), *want = alloc_random(plain[2], 3);
-    float *ka = alloc_random(kc[0], 4), *kb = alloc_random(kc[1], 5), *kout = alloc_random(kc[2], 6);
-    float *got = alloc_random(plain[2], 7);
+    float *a = kbench_alloc_random(plain[0], 1), *b = kbench_alloc_random(plain[1], 2), *want = kbench_alloc_random(plain[2], 3);
+    float *ka = kbench_alloc_random(kc[0], 4), *kb = kbench_alloc_random(kc[1], 5), *kout = kbench_alloc_random(kc[2], 6);
+    float *got = kbench_alloc_random(plain[2], 7);
     double err = -1;
     if (a && b && want && ka && kb && kout && got) {
         const incv3_conv_kernel *rk =
             incv3_conv_kernel_find(k->pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, "ref", &s);
-        double t0 = now_s();
-        run_kernel(rk, &s, a, b, want);
-        *ref_ms = 1e3 * (now_s() - t0);
+        conv_call ref_call = {rk, &s, a, b, want};
+        *ref_ms = 1e3 * kbench_seconds(call_kernel, &ref_call);
         const int *kind = operand_kind[k->pass];
         if (k->layout == INCV3_LAYOUT_NCHW8C) {
             to_layout(&s, kind[0], a, ka, 0);
@@ -140,13 +125,7 @@ static double check(const incv3_conv_kernel *k, const kbench_shape *sh, double *
         } else {
             run_kernel(k, &s, a, b, got);
         }
-        double num = 0, den = 0;
-        for (size_t i = 0; i < plain[2]; i++) {
-            const double d = (double)got[i] - want[i];
-            num += d * d;
-            den += (double)want[i] * want[i];
-        }
-        err = den > 0 ? sqrt(num / den) : sqrt(num);
+        err = kbench_rel_err(got, want, plain[2]);
     }
     free(a), free(b), free(want), free(ka), free(kb), free(kout), free(got);
     return err;
@@ -175,10 +154,9 @@ int kbench_conv(const incv3_conv_kernel *k, const kbench_shape *sh, int batch, i
     const incv3_conv_shape s = make_shape(sh, batch);
     size_t c[3];
     counts(k, &s, c);
-    float *a = alloc_random(c[0], 11), *b = alloc_random(c[1], 12), *out = alloc_random(c[2], 13);
-    double *times = malloc(sizeof(double) * (size_t)repeat);
+    float *a = kbench_alloc_random(c[0], 11), *b = kbench_alloc_random(c[1], 12), *out = kbench_alloc_random(c[2], 13);
     int rc = 0;
-    if (!a || !b || !out || !times) {
+    if (!a || !b || !out) {
         fprintf(stderr, "incv3-kbench: out of memory for batch %d of %dx%dx%d -> %d\n", batch, sh->c, sh->h, sh->w,
                 sh->k);
         rc = -1;
@@ -192,7 +170,7 @@ int kbench_conv(const incv3_conv_kernel *k, const kbench_shape *sh, int batch, i
             incv3_conv_kernel ref = *k;
             ref.layout = INCV3_LAYOUT_NCHW;
             counts(&ref, &s, pc);
-            float *plain = alloc_random(pc[i], 21 + (uint64_t)i);
+            float *plain = kbench_alloc_random(pc[i], 21 + (uint64_t)i);
             if (!plain) {
                 rc = -1;
                 goto done;
@@ -201,18 +179,13 @@ int kbench_conv(const incv3_conv_kernel *k, const kbench_shape *sh, int batch, i
             free(plain);
         }
     }
-    run_kernel(k, &s, a, b, out); /* warm-up: page faults, caches, OpenMP team */
-    for (int r = 0; r < repeat; r++) {
-        const double t0 = now_s();
-        run_kernel(k, &s, a, b, out);
-        times[r] = now_s() - t0;
+    conv_call call = {k, &s, a, b, out};
+    if (kbench_time(call_kernel, &call, repeat, &res->median_ms, &res->min_ms)) {
+        rc = -1;
+        goto done;
     }
-    qsort(times, (size_t)repeat, sizeof *times, cmp_double);
-    const double median = repeat % 2 ? times[repeat / 2] : 0.5 * (times[repeat / 2 - 1] + times[repeat / 2]);
-    res->median_ms = 1e3 * median;
-    res->min_ms = 1e3 * times[0];
-    res->gflops = 2.0 * incv3_conv_macs(&s) / median / 1e9;
+    res->gflops = 2.0 * incv3_conv_macs(&s) / res->median_ms / 1e6;
 done:
-    free(a), free(b), free(out), free(times);
+    free(a), free(b), free(out);
     return rc;
 }

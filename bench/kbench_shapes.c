@@ -11,8 +11,9 @@ static const kbench_shape inception_suite[] = {
     {1280, 8, 8, 416, 1, 1, 1, 0, 0},   {208, 8, 8, 208, 1, 3, 1, 0, 1},   {256, 8, 8, 256, 3, 3, 1, 1, 1},
 };
 
-/* Every distinct convolution of the seed model, read from the model builder so it cannot drift. */
-static size_t model_suite(kbench_shape *out, size_t max)
+/* Every distinct layer of a kind ("conv", "maxpool") of the seed model, read from the model builder so it
+ * cannot drift. */
+static size_t model_layers(const char *kind, kbench_shape *out, size_t max)
 {
     incv3_model_config cfg = incv3_model_config_default();
     incv3_error err;
@@ -23,7 +24,7 @@ static size_t model_suite(kbench_shape *out, size_t max)
     for (size_t i = 0; i < incv3_graph_node_count(g); i++) {
         incv3_node_info ni;
         incv3_graph_node_info(g, (int)i, &ni);
-        if (strcmp(ni.kind, "conv") != 0)
+        if (strcmp(ni.kind, kind) != 0)
             continue;
         kbench_shape s = {ni.in_c, ni.in_h, ni.in_w, ni.c, ni.kh, ni.kw, ni.stride, ni.pad_h, ni.pad_w};
         int seen = 0;
@@ -46,6 +47,11 @@ size_t kbench_suite(const char *name, kbench_shape *out, size_t max)
         return n;
     }
     if (strcmp(name, "model") == 0)
-        return model_suite(out, max);
+        return model_layers("conv", out, max);
     return 0;
+}
+
+size_t kbench_pool_suite(kbench_shape *out, size_t max)
+{
+    return model_layers("maxpool", out, max);
 }

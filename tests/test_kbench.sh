@@ -21,6 +21,14 @@ for op in conv-fwd conv-bwd-data conv-bwd-weights; do
     done
 done
 rm -f /tmp/kbench_err.$$
+for args in "--op pool --shape 13,9,7,13,3,3,2,0,0" "--op pool --shape 5,8,8,5,3,3,1,1,1" "--op adamw --count 1001"; do
+    for isa in scalar auto; do
+        # shellcheck disable=SC2086
+        out=$("$kb" $args --isa "$isa" --batch 2 --repeat 1 --format json 2>/dev/null) || fail "$args --isa $isa failed"
+        grep -q '"gflops":' <<<"$out" && grep -q '"gbytes_per_s":' <<<"$out" || fail "$args: JSON lacks fields: $out"
+        echo "ok: $args --isa $isa"
+    done
+done
 
 out=$("$kb" --shape 16,8,8,16,1,7,1,0,3 --batch 1 --repeat 1 --format csv 2>/dev/null)
 [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ] || fail "csv: expected a header and one row, got: $out"
