@@ -25,6 +25,8 @@ static const char usage[] =
     "                 counts one compare per window cell and pass); adamw (one AdamW step over --count\n"
     "                 parameters, default the model's 25,212,020; GFLOP/s counts 12 per parameter)\n"
     "  --count N      parameters for --op adamw\n"
+    "  --mnk M,N,K    one GEMM for --op gemm (C = A B, B given N x K as the linear layers' weights); without\n"
+    "                 it, the GEMMs of the model's linear layers at --batch (JSON/CSV: M, N, K in kh, k, c)\n"
     "  --algo A       auto (default: the ISA's preferred kernel), ref, direct\n"
     "  --isa I        auto (default: the best this CPU runs), scalar, avx2\n"
     "  --shape S      one convolution: C,H,W,K,KH,KW,stride,padH,padW\n"
@@ -37,7 +39,7 @@ static const char usage[] =
     "  --peak         print the measured FMA peak alone\n"
     "  -h, --help     this help\n";
 
-typedef enum op_kind { OP_CONV, OP_POOL, OP_ADAMW } op_kind;
+typedef enum op_kind { OP_CONV, OP_POOL, OP_ADAMW, OP_GEMM } op_kind;
 
 typedef struct op_name {
     const char *name;
@@ -51,12 +53,27 @@ static const op_name ops[] = {
     {"conv-bwd-weights", OP_CONV, INCV3_CONV_BWD_WEIGHTS},
     {"pool", OP_POOL, 0},
     {"adamw", OP_ADAMW, 0},
+    {"gemm", OP_GEMM, 0},
+};
+
+/* The GEMMs of the model's linear layers at batch B: aux fc1 3200 -> 1024 and fc 2048 -> 10, forward
+ * (x w^T), backward-data (dy w) and backward-weights (dy^T x). {m, n, k, b_trans} with m, n, k scaled. */
+typedef struct gemm_case {
+    const char *what;
+    int m_is_batch, n, k, b_trans, m;
+} gemm_case;
+
+static const gemm_case gemm_suite[] = {
+    {"aux.fc1 fwd", 1, 1024, 3200, 1, 0}, {"aux.fc1 bwd-data", 1, 3200, 1024, 0, 0},
+    {"aux.fc1 bwd-weights", 0, 3200, 0, 0, 1024}, {"fc fwd", 1, 10, 2048, 1, 0},
+    {"fc bwd-data", 1, 2048, 10, 0, 0},
 };
 
 /* What a row reports as its kernel. */
 typedef struct row_kernel {
     const char *name, *algo;
     incv3_isa isa;
+    const char *shape; /* table label of the shape when not a convolution's, else NULL */
 } row_kernel;
 
 static int parse_int(const char *flag, const char *text, int lo, int hi, int *out)
@@ -128,8 +145,11 @@ static void print_row(const char *format, const row_kernel *k, const char *op, c
             printf("%-32s %-16s %-28s %5s %3s %10s %10s %8s %6s %8s\n", "kernel", "op", "shape", "batch", "thr",
                    "median_ms", "min_ms", "GFLOP/s", "%peak", "x ref");
         char shape[64];
-        snprintf(shape, sizeof shape, "%dx%dx%d->%d %dx%d s%d p%d,%d", s->c, s->h, s->w, s->k, s->kh, s->kw,
-                 s->stride, s->pad_h, s->pad_w);
+        if (k->shape)
+            snprintf(shape, sizeof shape, "%s", k->shape);
+        else
+            snprintf(shape, sizeof shape, "%dx%dx%d->%d %dx%d s%d p%d,%d", s->c, s->h, s->w, s->k, s->kh, s->kw,
+                     s->stride, s->pad_h, s->pad_w);
         printf("%-32s %-16s %-28s %5d %3d %10.3f %10.3f %8.1f %5.1f%% %8.1f\n", k->name, op, shape, batch, threads,
                r->median_ms, r->min_ms, r->gflops, pct, speedup);
     }
@@ -144,10 +164,11 @@ int main(int argc, char **argv)
         {"suite", required_argument, NULL, 'S'},   {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'}, {"repeat", required_argument, NULL, 'r'},
         {"format", required_argument, NULL, 'f'},  {"peak", no_argument, NULL, 'p'},
-        {"count", required_argument, NULL, 'n'},   {"help", no_argument, NULL, 'h'},
+        {"count", required_argument, NULL, 'n'},   {"mnk", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int count = 25212020;
+    int count = 25212020, mnk[3] = {0, 0, 0};
     const char *op = "conv-fwd", *algo = "auto", *isa_name = "auto", *suite = NULL, *format = "table";
     kbench_shape one;
     int have_shape = 0, batch = 32, threads = 1, repeat = 5, peak_only = 0, c;
@@ -197,6 +218,13 @@ int main(int argc, char **argv)
             if (parse_int("--count", optarg, 1, 1 << 30, &count))
                 return 2;
             break;
+        case 'm':
+            if (sscanf(optarg, "%d,%d,%d", &mnk[0], &mnk[1], &mnk[2]) != 3 || mnk[0] < 1 || mnk[1] < 1 ||
+                mnk[2] < 1 || mnk[0] > 100000 || mnk[1] > 100000 || mnk[2] > 100000) {
+                fprintf(stderr, "incv3-kbench: --mnk %s: expected three positive integers M,N,K\n", optarg);
+                return 2;
+            }
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -226,7 +254,8 @@ int main(int argc, char **argv)
         if (strcmp(op, ops[i].name) == 0)
             opn = &ops[i];
     if (!opn) {
-        fprintf(stderr, "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data, conv-bwd-weights, pool or adamw\n",
+        fprintf(stderr,
+                "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data, conv-bwd-weights, pool, adamw or gemm\n",
                 op);
         return 2;
     }
@@ -254,11 +283,39 @@ int main(int argc, char **argv)
         const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
         if (kbench_adamw((size_t)count, repeat, vec, &r))
             return 1;
+        char label[64];
+        snprintf(label, sizeof label, "%d parameters", count);
         const row_kernel rk = {vec ? "adamw_f32__avx2" : "adamw_f32_ref__scalar", vec ? "direct" : "ref",
-                               vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR};
+                               vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, label};
         const kbench_shape none = {count, 1, 1, 0, 0, 0, 0, 0, 0};
         print_row(format, &rk, op, &none, 1, threads, &r, peak, 1);
         fprintf(stderr, "incv3-kbench: AdamW over %d parameters: %.1f GB/s\n", count, r.gbytes);
+        return 0;
+    }
+
+    if (opn->kind == OP_GEMM) {
+        const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
+        row_kernel rk = {vec ? "gemm_f32_6x16__avx2" : "gemm_f32_ref__scalar", vec ? "direct" : "ref",
+                         vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, NULL};
+        char label[64];
+        rk.shape = label;
+        const size_t n_cases = mnk[0] ? 1 : sizeof gemm_suite / sizeof gemm_suite[0];
+        int grows = 0;
+        for (size_t i = 0; i < n_cases; i++) {
+            int m = mnk[0], n = mnk[1], k = mnk[2], bt = 1;
+            if (!mnk[0]) {
+                const gemm_case *g = &gemm_suite[i];
+                m = g->m_is_batch ? batch : g->m, n = g->n, k = g->k ? g->k : batch, bt = g->b_trans;
+                fprintf(stderr, "incv3-kbench: %s\n", g->what);
+            }
+            kbench_result r;
+            if (kbench_gemm(m, n, k, bt, repeat, vec, &r))
+                return 1;
+            /* The row's shape fields carry M, N, K as kh, k and c (JSON and CSV). */
+            const kbench_shape gs = {k, 1, 1, n, m, 1, 1, 0, 0};
+            snprintf(label, sizeof label, "M%d N%d K%d%s", m, n, k, bt ? " B^T" : "");
+            print_row(format, &rk, op, &gs, 1, threads, &r, peak, grows++ == 0);
+        }
         return 0;
     }
 
@@ -287,7 +344,7 @@ int main(int argc, char **argv)
         if (opn->kind == OP_POOL) {
             const int blocked = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
             const row_kernel rk = {blocked ? "maxpool_{fwd,bwd}_f32_blocked__avx2" : "maxpool_{fwd,bwd}_f32_ref__scalar",
-                                   blocked ? "direct" : "ref", blocked ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR};
+                                   blocked ? "direct" : "ref", blocked ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, NULL};
             kbench_result r;
             if (kbench_pool(s, batch, repeat, blocked, &r)) {
                 failures++;
@@ -329,7 +386,7 @@ int main(int argc, char **argv)
             failures++;
             continue;
         }
-        const row_kernel rk = {k->name, k->algo, k->isa};
+        const row_kernel rk = {k->name, k->algo, k->isa, NULL};
         print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
         rows++;
         total_flop += r.gflops * r.median_ms / 1e3;

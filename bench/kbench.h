@@ -47,4 +47,8 @@ int kbench_pool(const kbench_shape *sh, int batch, int repeat, int blocked, kben
  * time for the same count. */
 int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res);
 
+/* C (m x n) = A (m x k) B, B given k x n or, with b_trans, n x k (the linear layers' weights); the
+ * 6x16 AVX2 GEMM when `vectorized`, else a double-accumulating scalar loop (its time is ref_ms_per_image). */
+int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kbench_result *res);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "avx2/avx2_kernels.h"
 #include "avx2/avx2_layers.h"
+#include "avx2/gemm_avx2.h"
 #include "incv3_config.h"
 #include "kbench.h"
 #include "layout/reorder.h"
@@ -187,4 +188,61 @@ int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res)
     res->gbytes = 28.0 * (double)count / res->median_ms / 1e6; /* p, m, v read and written, g read */
     adamw_free(&c);
     return 0;
+}
+
+typedef struct gemm_call {
+    int m, n, k, b_trans, vectorized;
+    const float *a, *b;
+    float *c;
+} gemm_call;
+
+static void gemm_run(void *ctx)
+{
+    gemm_call *g = ctx;
+#if INCV3_HAVE_X86_64
+    if (g->vectorized) {
+        gemm_f32_6x16__avx2(g->m, g->n, g->k, g->a, g->k, 0, g->b, g->b_trans ? g->k : g->n, g->b_trans, g->c, g->n,
+                            0);
+        return;
+    }
+#endif
+    /* The reference's linear layer is the scalar GEMM of the engine: y = x w^T (no bias). */
+    for (int i = 0; i < g->m; i++)
+        for (int j = 0; j < g->n; j++) {
+            double acc = 0;
+            for (int p = 0; p < g->k; p++)
+                acc += (double)g->a[(size_t)i * g->k + p] *
+                       (g->b_trans ? g->b[(size_t)j * g->k + p] : g->b[(size_t)p * g->n + j]);
+            g->c[(size_t)i * g->n + j] = (float)acc;
+        }
+}
+
+int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kbench_result *res)
+{
+    memset(res, 0, sizeof *res);
+    gemm_call g = {m, n, k, b_trans, vectorized, kbench_alloc_random((size_t)m * k, 51),
+                   kbench_alloc_random((size_t)k * n, 52), kbench_alloc_random((size_t)m * n, 53)};
+    float *want = kbench_alloc_random((size_t)m * n, 54);
+    int rc = -1;
+    if (!g.a || !g.b || !g.c || !want)
+        goto done;
+    gemm_call ref = g;
+    ref.vectorized = 0, ref.c = want;
+    res->ref_ms_per_image = 1e3 * kbench_seconds(gemm_run, &ref);
+    gemm_run(&g);
+    res->check_err = kbench_rel_err(g.c, want, (size_t)m * n);
+    if (!(res->check_err <= 1e-5)) {
+        fprintf(stderr, "incv3-kbench: GEMM disagrees with the reference (relative error %.2e): not timed\n",
+                res->check_err);
+        goto done;
+    }
+    res->checked = 1;
+    if (kbench_time(gemm_run, &g, repeat, &res->median_ms, &res->min_ms))
+        goto done;
+    res->gflops = 2.0 * m * n * k / res->median_ms / 1e6;
+    res->gbytes = 4.0 * ((double)m * k + (double)k * n + (double)m * n) / res->median_ms / 1e6;
+    rc = 0;
+done:
+    free((void *)g.a), free((void *)g.b), free(g.c), free(want);
+    return rc;
 }

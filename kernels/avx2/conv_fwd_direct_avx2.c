@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "avx2_fused.h"
 #include "avx2_kernels.h"
 #include "conv_strip_avx2.h"
 
@@ -30,7 +31,12 @@
 #define CONV_AVX2_W_CHUNK_BYTES (16 * 1024)
 #endif
 
-void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c)
+/* The driver. `hook`, when not NULL, is called once per (image, block pair, output row) after the row's
+ * last chunk has written its final values (see avx2_fused.h); the plain entry point passes a constant
+ * NULL, and with the driver inlined the calls vanish from its code. */
+static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_conv_shape *s, const float *x8c,
+                                                                  const float *w8i8o, float *y8c,
+                                                                  conv_fwd_row_hook hook, void *hook_ctx)
 {
     const int N = s->n, H = s->h, W = s->w, KH = s->kh, KW = s->kw;
     const int SH = s->stride_h, SW = s->stride_w, PT = s->pad_top, PL = s->pad_left;
@@ -90,6 +96,8 @@ void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, cons
                     if (nr <= 0) { /* the whole window lies in vertical padding */
                         for (int b = 0; b < nob; b++)
                             conv_strip_zero_pixels_avx2(yrow + (size_t)b * y_ob, OW, BLK);
+                        if (hook)
+                            hook(hook_ctx, n, kbp, oh, nob, yrow, y_ob);
                         continue;
                     }
                     const float *xrow = x8c + (size_t)n * x_img + (size_t)(ih0 + r0) * x_row;
@@ -142,9 +150,22 @@ void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, cons
                             conv_strip_run_avx2(&a, npix, ur_max, fns);
                         }
                     }
+                    if (hook)
+                        hook(hook_ctx, n, kbp, oh, nob, yrow, y_ob);
                 }
             }
         }
         free(scratch);
     }
+}
+
+void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c)
+{
+    conv_fwd_driver(s, x8c, w8i8o, y8c, NULL, NULL);
+}
+
+void conv_fwd_f32_direct_hooked__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c,
+                                      conv_fwd_row_hook hook, void *hook_ctx)
+{
+    conv_fwd_driver(s, x8c, w8i8o, y8c, hook, hook_ctx);
 }

@@ -141,7 +141,8 @@ static const char *family(const incv3_graph *g, const incv3_node *nd)
     if (strcmp(k, "flatten") == 0)
         return blocked ? "reorder_nchw8c_to_nchw_f32 (graph edge)" : "copy (NCHW)";
     if (strcmp(k, "linear") == 0)
-        return "linear_{fwd,bwd_data,bwd_weights}_f32_ref__scalar";
+        return blocked ? "linear_{fwd,bwd_data,bwd_weights}_f32_gemm__avx2 (gemm_f32_6x16__avx2)"
+                       : "linear_{fwd,bwd_data,bwd_weights}_f32_ref__scalar";
     if (strcmp(k, "dropout") == 0)
         return "dropout_{fwd,bwd}_f32_ref__scalar";
     return "";
