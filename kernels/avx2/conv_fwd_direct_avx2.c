@@ -31,9 +31,10 @@
 #define CONV_AVX2_W_CHUNK_BYTES (16 * 1024)
 #endif
 
-/* The driver. `hook`, when not NULL, is called once per (image, block pair, output row) after the row's
- * last chunk has written its final values (see avx2_fused.h); the plain entry point passes a constant
- * NULL, and with the driver inlined the calls vanish from its code. */
+/* The driver, run by every thread of the caller's parallel region (its loop is an orphaned `omp for`).
+ * `hook`, when not NULL, is called once per (image, block pair, output row) after the row's last chunk
+ * has written its final values (see avx2_fused.h). Each entry point opens its own parallel region and
+ * inlines this with its own hook, so the plain convolution's code carries no hook at all. */
 static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_conv_shape *s, const float *x8c,
                                                                   const float *w8i8o, float *y8c,
                                                                   conv_fwd_row_hook hook, void *hook_ctx)
@@ -70,7 +71,6 @@ static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_co
     const size_t scratch_floats =
         ow_lo > 0 || ow_hi < OW ? (size_t)cb_chunk * KH * ((size_t)(OW - 1) * SW + KW) * BLK : 0;
 
-#pragma omp parallel
     {
         float *scratch = NULL;
         if (scratch_floats) {
@@ -161,11 +161,13 @@ static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_co
 
 void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c)
 {
+#pragma omp parallel
     conv_fwd_driver(s, x8c, w8i8o, y8c, NULL, NULL);
 }
 
 void conv_fwd_f32_direct_hooked__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c,
                                       conv_fwd_row_hook hook, void *hook_ctx)
 {
+#pragma omp parallel
     conv_fwd_driver(s, x8c, w8i8o, y8c, hook, hook_ctx);
 }
