@@ -35,6 +35,9 @@ incv3_graph *incv3_graph_new(int in_c, int in_h, int in_w)
 
 static void release_node_state(incv3_node *nd)
 {
+    free(nd->stat_sum);
+    free(nd->stat_sumsq);
+    nd->stat_sum = nd->stat_sumsq = NULL;
     if (nd->ops != &incv3_layer_input)
         incv3_tensor_free(&nd->out);
     incv3_tensor_free(&nd->grad);
@@ -132,6 +135,7 @@ int incv3_graph_add_node(incv3_graph *g, const incv3_layer_ops *ops, const char 
         g->nodes[ins[i]].consumers++;
     }
     nd->param_first = (int)g->n_params;
+    nd->fuse_next = nd->fused_into = -1;
     if (n_in > 0) {
         const incv3_node *src = &g->nodes[ins[0]];
         nd->c = src->c, nd->h = src->h, nd->w = src->w, nd->flat = src->flat;

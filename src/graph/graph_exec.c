@@ -101,11 +101,47 @@ void incv3_grad_pass(float *dst, const float *src, size_t count, int accumulate)
         memcpy(dst, src, count * sizeof(float));
 }
 
+void incv3_node_release(incv3_graph *g, incv3_node *nd)
+{
+    track_free(g, &nd->out);
+    track_free(g, &nd->grad);
+}
+
+static int single_reader(const incv3_graph *g, int id, const incv3_layer_ops *kind)
+{
+    if (g->nodes[id].consumers != 1 || is_graph_output(g, id))
+        return -1;
+    for (int i = id + 1; i < g->n_nodes; i++)
+        if (g->nodes[i].n_inputs == 1 && g->nodes[i].inputs[0] == id)
+            return g->nodes[i].ops == kind ? i : -1;
+    return -1;
+}
+
+void incv3_graph_plan_fusion(incv3_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        g->nodes[i].fuse_next = g->nodes[i].fused_into = -1;
+    if (g->layout != INCV3_LAYOUT_NCHW8C)
+        return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].ops != &incv3_layer_conv)
+            continue;
+        const int bn = single_reader(g, i, &incv3_layer_batchnorm);
+        const int relu = bn >= 0 ? single_reader(g, bn, &incv3_layer_relu) : -1;
+        if (relu < 0 || !g->nodes[bn].stat_sum)
+            continue;
+        g->nodes[i].fuse_next = bn;
+        g->nodes[bn].fuse_next = relu;
+        g->nodes[relu].fused_into = bn;
+    }
+}
+
 static int prepare_batch(incv3_graph *g, int batch, incv3_error *err)
 {
     free_activations(g);
     incv3_tensor_free(&g->input_blk);
     g->batch = batch;
+    incv3_graph_plan_fusion(g);
     for (int i = 0; i < g->n_nodes; i++) {
         incv3_node *nd = &g->nodes[i];
         if (nd->ops->prepare && nd->ops->prepare(g, nd, batch, err)) {
@@ -161,6 +197,9 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
     }
     g->fwd_mode = opts->mode;
     g->fwd_for_backward = opts->for_backward;
+    /* The fused chains have a training backward only: an inference-mode step that will be differentiated
+     * (as check-golden runs) takes the unfused path. */
+    g->fuse_active = g->layout == INCV3_LAYOUT_NCHW8C && (opts->mode == INCV3_TRAIN || !opts->for_backward);
     for (int i = 0; i < g->n_nodes; i++) {
         incv3_node *nd = &g->nodes[i];
         nd->computed = 0;
@@ -184,7 +223,10 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
         if (!needed[i])
             continue;
         incv3_node *nd = &g->nodes[i];
-        if (incv3_node_alloc_output(g, nd, err) || nd->ops->forward(g, nd, opts, err)) {
+        /* A fused batchnorm stores nothing of its own; it writes its relu's output, allocated then. */
+        const int fused = g->fuse_active && (nd->fused_into >= 0 || (nd->ops == &incv3_layer_batchnorm &&
+                                                                      nd->fuse_next >= 0));
+        if ((!fused && incv3_node_alloc_output(g, nd, err)) || nd->ops->forward(g, nd, opts, err)) {
             free_activations(g);
             g->fwd_for_backward = 0;
             return -1;
@@ -296,6 +338,9 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
         }
         for (int k = 0; k < nd->n_params; k++)
             g->params[nd->param_first + k].has_grad = g->params[nd->param_first + k].kind == INCV3_PARAM;
+        /* A fused relu's output and gradient are read by its batchnorm's backward, which frees them. */
+        if (g->fuse_active && nd->fused_into >= 0)
+            continue;
         /* Every reader of this node ran its backward already (readers come later in node order). */
         if (!is_graph_output(g, i))
             track_free(g, &nd->out);

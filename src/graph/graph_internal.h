@@ -53,6 +53,12 @@ struct incv3_node {
     const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
     float *wblk, *dwblk; /* conv: blocked copies of the weights and their gradient (blocked layout only) */
     float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */
+    /* Fusion of conv -> batchnorm -> relu chains in the blocked layout (planned by incv3_graph_plan_fusion):
+     * conv: fuse_next = its batchnorm, which receives the per-channel sums from the conv's epilogue;
+     * batchnorm: fuse_next = its relu, whose output it writes directly (its own output is never stored);
+     * relu: fused_into = its batchnorm, which runs the relu's forward and backward. -1 where not fused. */
+    int fuse_next, fused_into;
+    double *stat_sum, *stat_sumsq; /* batchnorm: sums of the conv's output per channel */
     uint8_t *mask;                 /* dropout mask of the last training forward */
     size_t mask_count;
 };
@@ -73,6 +79,7 @@ struct incv3_graph {
     incv3_tensor input_blk;                      /* the caller's input reordered (blocked layout) */
     incv3_tensor out_plain[INCV3_MAX_OUTPUTS];   /* non-flat outputs reordered back to NCHW */
     int fwd_for_backward; /* the last forward kept state for backward */
+    int fuse_active;      /* the last forward ran the fused chains */
     incv3_mode fwd_mode;
     const float *fwd_input; /* caller's input of the last forward (read by the first layer's backward) */
     float *bwd_d_input;     /* caller's buffer for the input gradient during backward, or NULL */
@@ -99,6 +106,11 @@ const float *incv3_node_input_data(const incv3_graph *g, const incv3_node *nd, i
 int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int *accumulate, incv3_error *err);
 /* Allocates the node's output for the current batch. */
 int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err);
+/* Marks conv -> batchnorm -> relu chains that can run fused (blocked layout). */
+void incv3_graph_plan_fusion(incv3_graph *g);
+/* Frees a node's output and gradient now (tracked). */
+void incv3_node_release(incv3_graph *g, incv3_node *nd);
+
 /* dst = src (accumulate 0) or dst += src (accumulate 1): gradients passed through unchanged. */
 void incv3_grad_pass(float *dst, const float *src, size_t count, int accumulate);
 /* Channels of a node's output as stored: padded to whole 8-channel blocks in the blocked layout (feature

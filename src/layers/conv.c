@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "avx2/avx2_fused.h"
 #include "graph/graph_internal.h"
+#include "incv3_config.h"
 #include "layout/reorder.h"
 
 static incv3_conv_shape conv_shape(const incv3_graph *g, const incv3_node *nd)
@@ -100,7 +102,7 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
 
 static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
-    (void)o, (void)err;
+    (void)err;
     incv3_conv_shape s = conv_shape(g, nd);
     const float *w = incv3_node_param(g, nd, 0)->data;
     if (nd->wblk) {
@@ -109,6 +111,15 @@ static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts
         reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, nd->wblk);
         w = nd->wblk;
     }
+#if INCV3_HAVE_X86_64
+    if (g->fuse_active && nd->fuse_next >= 0 && o->mode == INCV3_TRAIN) {
+        /* The batchnorm's statistics come from the epilogue while each output row is still in cache. */
+        const incv3_node *bn = &g->nodes[nd->fuse_next];
+        conv_fwd_stats_f32_direct__avx2(&s, incv3_node_input_data(g, nd, 0), w, nd->out.data, bn->stat_sum,
+                                        bn->stat_sumsq);
+        return 0;
+    }
+#endif
     nd->kfwd->fn.fwd(&s, incv3_node_input_data(g, nd, 0), w, nd->out.data);
     return 0;
 }

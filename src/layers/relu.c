@@ -13,6 +13,8 @@ int incv3_graph_relu(incv3_graph *g, int in)
 static int relu_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
     (void)o, (void)err;
+    if (g->fuse_active && nd->fused_into >= 0)
+        return 0; /* its batchnorm wrote the output */
     const size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
 #if INCV3_HAVE_X86_64
     if (g->isa == INCV3_ISA_AVX2) {
@@ -26,6 +28,11 @@ static int relu_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts
 
 static int relu_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
+    if (g->fuse_active && nd->fused_into >= 0) {
+        /* The batchnorm's fused backward applies the mask; it reads this node's output and gradient. */
+        g->nodes[nd->fused_into].grad_written = 1;
+        return 0;
+    }
     float *dx;
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
