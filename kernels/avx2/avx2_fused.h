@@ -46,12 +46,19 @@ void bn_relu_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const flo
 void bn_relu_fwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const float *gamma, const float *beta,
                                          const float *mean, const float *var, float eps, float *y);
 
+/* Inference of the conv -> BatchNorm -> ReLU chain in one pass: y = relu(conv(x) * scale + shift) with the
+ * BatchNorm folded per channel (scale = gamma / sqrt(var + eps), shift = beta - mean * scale, in double,
+ * then rounded), applied to each output row while it is in cache; padding lanes stay zero. */
+void conv_bn_relu_fwd_infer_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o,
+                                             float *y8c, const float *gamma, const float *beta, const float *mean,
+                                             const float *var, float eps);
+
 /* ---- internal: the forward convolution driver with a per-row hook (conv_fwd_direct_avx2.c) ---- */
 
 /* Called once per (image n, output block pair kbp, output row oh) when the row's final values are in y:
  * yrow points at (n, block 2*kbp, row oh, pixel 0); nob (1 or 2) blocks of that row follow, y_ob floats
  * apart, each s->ow pixels of 8 floats. Called from inside the OpenMP loop, on any thread. */
-typedef void (*conv_fwd_row_hook)(void *ctx, int n, int kbp, int oh, int nob, const float *yrow, size_t y_ob);
+typedef void (*conv_fwd_row_hook)(void *ctx, int n, int kbp, int oh, int nob, float *yrow, size_t y_ob);
 
 /* conv_fwd_f32_direct__avx2 with `hook` (may be NULL) called for every finished output row. */
 void conv_fwd_f32_direct_hooked__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c,

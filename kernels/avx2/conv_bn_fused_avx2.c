@@ -102,7 +102,7 @@ static void row_block_stats(const float *y, int npix, double *sum, double *sumsq
     _mm256_storeu_pd(sumsq + 4, _mm256_add_pd(q1, q3));
 }
 
-static void stats_row_hook(void *vctx, int n, int kbp, int oh, int nob, const float *yrow, size_t y_ob)
+static void stats_row_hook(void *vctx, int n, int kbp, int oh, int nob, float *yrow, size_t y_ob)
 {
     const stats_ctx *c = vctx;
     double *p = c->part + (((size_t)n * c->kbp + kbp) * c->oh + oh) * ROW_PART;
@@ -377,4 +377,45 @@ void bn_relu_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const flo
         }
     }
     free(mu);
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* conv -> BatchNorm -> ReLU inference in the convolution's epilogue                                     */
+
+typedef struct affine_ctx {
+    int ow;
+    const float *scale, *shift; /* [KB][8], zero past k */
+} affine_ctx;
+
+static void affine_relu_row_hook(void *vctx, int n, int kbp, int oh, int nob, float *yrow, size_t y_ob)
+{
+    const affine_ctx *c = vctx;
+    (void)n, (void)oh;
+    for (int b = 0; b < nob; b++) {
+        const int kb = 2 * kbp + b;
+        const __m256 sc = _mm256_loadu_ps(c->scale + (size_t)kb * BLK), sh = _mm256_loadu_ps(c->shift + (size_t)kb * BLK);
+        float *y = yrow + (size_t)b * y_ob;
+        for (int i = 0; i < c->ow; i++) {
+            const __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(y + (size_t)i * BLK), sc, sh);
+            _mm256_storeu_ps(y + (size_t)i * BLK, _mm256_max_ps(v, _mm256_setzero_ps()));
+        }
+    }
+}
+
+void conv_bn_relu_fwd_infer_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *w8i8o,
+                                             float *y8c, const float *gamma, const float *beta, const float *mean,
+                                             const float *var, float eps)
+{
+    const int KB = (s->k + BLK - 1) / BLK;
+    float *coef = xmalloc((size_t)KB * 2 * BLK * sizeof *coef, "conv_bn_relu_fwd_infer_f32_direct__avx2");
+    memset(coef, 0, (size_t)KB * 2 * BLK * sizeof *coef);
+    float *scale = coef, *shift = coef + (size_t)KB * BLK;
+    for (int k = 0; k < s->k; k++) {
+        const double sc = (double)gamma[k] / sqrt((double)var[k] + (double)eps);
+        scale[k] = (float)sc;
+        shift[k] = (float)((double)beta[k] - (double)mean[k] * sc);
+    }
+    affine_ctx ctx = {s->ow, scale, shift};
+    conv_fwd_f32_direct_hooked__avx2(s, x8c, w8i8o, y8c, affine_relu_row_hook, &ctx);
+    free(coef);
 }

@@ -223,9 +223,12 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
         if (!needed[i])
             continue;
         incv3_node *nd = &g->nodes[i];
-        /* A fused batchnorm stores nothing of its own; it writes its relu's output, allocated then. */
+        /* A fused batchnorm stores nothing of its own; it writes its relu's output, allocated then. In pure
+         * inference the conv writes that output itself, BN and ReLU applied in its epilogue. */
         const int fused = g->fuse_active && (nd->fused_into >= 0 || (nd->ops == &incv3_layer_batchnorm &&
-                                                                      nd->fuse_next >= 0));
+                                                                      nd->fuse_next >= 0) ||
+                                             (nd->ops == &incv3_layer_conv && nd->fuse_next >= 0 &&
+                                              incv3_fused_inference(g)));
         if ((!fused && incv3_node_alloc_output(g, nd, err)) || nd->ops->forward(g, nd, opts, err)) {
             free_activations(g);
             g->fwd_for_backward = 0;

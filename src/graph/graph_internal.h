@@ -106,6 +106,12 @@ const float *incv3_node_input_data(const incv3_graph *g, const incv3_node *nd, i
 int incv3_node_input_grad(incv3_graph *g, incv3_node *nd, int i, float **dx, int *accumulate, incv3_error *err);
 /* Allocates the node's output for the current batch. */
 int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err);
+/* The last forward runs fused chains as pure inference: conv, batchnorm and relu in the conv's epilogue. */
+static inline int incv3_fused_inference(const incv3_graph *g)
+{
+    return g->fuse_active && g->fwd_mode == INCV3_INFER && !g->fwd_for_backward;
+}
+
 /* Marks conv -> batchnorm -> relu chains that can run fused (blocked layout). */
 void incv3_graph_plan_fusion(incv3_graph *g);
 /* Frees a node's output and gradient now (tracked). */

@@ -113,7 +113,7 @@ static int bn_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *
         return incv3_fail(err, "batchnorm %s: training needs more than one value per channel (batch %d of %dx%d)",
                           nd->name, d.n, d.h, d.w);
     if (g->fuse_active && nd->fuse_next >= 0)
-        return bn_forward_fused(g, nd, o, err);
+        return incv3_fused_inference(g) ? 0 /* done in the conv's epilogue */ : bn_forward_fused(g, nd, o, err);
     const bn_kernels *k = kernels_for(g);
     const float *x = incv3_node_input_data(g, nd, 0);
     float *gamma = incv3_node_param(g, nd, P_WEIGHT)->data, *beta = incv3_node_param(g, nd, P_BIAS)->data;

@@ -102,7 +102,6 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
 
 static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
-    (void)err;
     incv3_conv_shape s = conv_shape(g, nd);
     const float *w = incv3_node_param(g, nd, 0)->data;
     if (nd->wblk) {
@@ -112,6 +111,18 @@ static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts
         w = nd->wblk;
     }
 #if INCV3_HAVE_X86_64
+    if (nd->fuse_next >= 0 && incv3_fused_inference(g)) {
+        /* BatchNorm (running statistics) and ReLU in the epilogue, straight into the relu's output. */
+        const incv3_node *bn = &g->nodes[nd->fuse_next];
+        incv3_node *relu = &g->nodes[bn->fuse_next];
+        if (incv3_node_alloc_output(g, relu, err))
+            return -1;
+        conv_bn_relu_fwd_infer_f32_direct__avx2(
+            &s, incv3_node_input_data(g, nd, 0), w, relu->out.data, incv3_node_param(g, bn, 0)->data,
+            incv3_node_param(g, bn, 1)->data, incv3_node_param(g, bn, 2)->data, incv3_node_param(g, bn, 3)->data,
+            bn->eps);
+        return 0;
+    }
     if (g->fuse_active && nd->fuse_next >= 0 && o->mode == INCV3_TRAIN) {
         /* The batchnorm's statistics come from the epilogue while each output row is still in cache. */
         const incv3_node *bn = &g->nodes[nd->fuse_next];

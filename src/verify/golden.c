@@ -371,7 +371,14 @@ int incv3_check_golden(const char *path, const incv3_golden_opts *opts, FILE *re
         judge_single(&j, &ga, "eval_loss", &loss_f, 1, err) ||
         judge_grads(&j, g, "eval_grad", d_input, in_count, 0, &gag, NULL, err))
         goto done;
+    /* The same logits from a pure inference forward, which runs the fused kernels where the ISA has them. */
+    group gi = {.label = "inference-only forward logits"};
+    incv3_forward_opts fo = {.mode = INCV3_INFER, .outputs = 1u, .for_backward = 0};
+    if (incv3_graph_forward(g, input->data, n, &fo, err) ||
+        judge_single(&j, &gi, "eval_logits", incv3_graph_output(g, 0)->data, (size_t)n * c.model.classes, err))
+        goto done;
     print_group(&j, &ga);
+    print_group(&j, &gi);
     print_group(&j, &gag);
 
     /* Step B: training-mode BatchNorm (batch statistics), with the aux head when present. */
