@@ -20,7 +20,10 @@ static const char usage[] =
     "counts), %% of the FMA peak of T threads measured by this process, and the speed-up over the reference\n"
     "(timed on batch 1 by the check, scaled to the batch).\n"
     "\n"
-    "  --op OP        conv-fwd (default), conv-bwd-data, conv-bwd-weights; pool (max pooling forward +\n"
+    "  --op OP        conv-fwd (default), conv-bwd-data, conv-bwd-weights; conv-bn-relu-fwd (the fused training\n"
+    "                 forward: conv with BN statistics in its epilogue, then BN+ReLU in one pass; GFLOP/s of\n"
+    "                 the conv); bn-relu-bwd (the fused BN+ReLU backward on the conv's output; ~10 flops per\n"
+    "                 element); pool (max pooling forward +\n"
     "                 backward; K of --shape is ignored; --suite gives the model's pooling layers; GFLOP/s\n"
     "                 counts one compare per window cell and pass); adamw (one AdamW step over --count\n"
     "                 parameters, default the model's 25,212,020; GFLOP/s counts 12 per parameter)\n"
@@ -39,7 +42,7 @@ static const char usage[] =
     "  --peak         print the measured FMA peak alone\n"
     "  -h, --help     this help\n";
 
-typedef enum op_kind { OP_CONV, OP_POOL, OP_ADAMW, OP_GEMM } op_kind;
+typedef enum op_kind { OP_CONV, OP_CBR_FWD, OP_BR_BWD, OP_POOL, OP_ADAMW, OP_GEMM } op_kind;
 
 typedef struct op_name {
     const char *name;
@@ -51,6 +54,8 @@ static const op_name ops[] = {
     {"conv-fwd", OP_CONV, INCV3_CONV_FWD},
     {"conv-bwd-data", OP_CONV, INCV3_CONV_BWD_DATA},
     {"conv-bwd-weights", OP_CONV, INCV3_CONV_BWD_WEIGHTS},
+    {"conv-bn-relu-fwd", OP_CBR_FWD, 0},
+    {"bn-relu-bwd", OP_BR_BWD, 0},
     {"pool", OP_POOL, 0},
     {"adamw", OP_ADAMW, 0},
     {"gemm", OP_GEMM, 0},
@@ -255,7 +260,8 @@ int main(int argc, char **argv)
             opn = &ops[i];
     if (!opn) {
         fprintf(stderr,
-                "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data, conv-bwd-weights, pool, adamw or gemm\n",
+                "incv3-kbench: --op %s: expected conv-fwd, conv-bwd-data, conv-bwd-weights, conv-bn-relu-fwd, "
+                "bn-relu-bwd, pool, adamw or gemm\n",
                 op);
         return 2;
     }
@@ -341,6 +347,23 @@ int main(int argc, char **argv)
     double total_flop = 0, total_s = 0;
     for (size_t i = 0; i < n_shapes; i++) {
         const kbench_shape *s = &shapes[i];
+        if (opn->kind == OP_CBR_FWD || opn->kind == OP_BR_BWD) {
+            const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0, bwd = opn->kind == OP_BR_BWD;
+            const row_kernel rk = {
+                vec ? (bwd ? "bn_relu_bwd_train_f32_blocked__avx2" : "conv_fwd_stats+bn_relu_fwd_train__avx2")
+                    : (bwd ? "relu_bwd+bn_bwd_train_f32_ref__scalar" : "conv_fwd+bn_fwd_train+relu_ref__scalar"),
+                vec ? "direct" : "ref", vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, NULL};
+            kbench_result r;
+            if (kbench_conv_bn_relu(s, batch, repeat, vec, bwd, &r)) {
+                failures++;
+                continue;
+            }
+            print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
+            rows++;
+            total_flop += r.gflops * r.median_ms / 1e3;
+            total_s += r.median_ms / 1e3;
+            continue;
+        }
         if (opn->kind == OP_POOL) {
             const int blocked = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
             const row_kernel rk = {blocked ? "maxpool_{fwd,bwd}_f32_blocked__avx2" : "maxpool_{fwd,bwd}_f32_ref__scalar",

@@ -51,4 +51,11 @@ int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res);
  * 6x16 AVX2 GEMM when `vectorized`, else a double-accumulating scalar loop (its time is ref_ms_per_image). */
 int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kbench_result *res);
 
+/* The training chain conv -> BatchNorm -> ReLU on a convolution shape: forward (conv with statistics in its
+ * epilogue, then one BN+ReLU pass) or, with `backward`, the fused BN+ReLU backward (the convolution's own
+ * backward passes are the conv-bwd-* ops). AVX2 fused kernels when `vectorized`, else the reference kernels
+ * one after the other. */
+int kbench_conv_bn_relu(const kbench_shape *sh, int batch, int repeat, int vectorized, int backward,
+                        kbench_result *res);
+
 #endif

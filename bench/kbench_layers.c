@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "avx2/avx2_fused.h"
 #include "avx2/avx2_kernels.h"
 #include "avx2/avx2_layers.h"
 #include "avx2/gemm_avx2.h"
@@ -244,5 +245,151 @@ int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kb
     rc = 0;
 done:
     free((void *)g.a), free((void *)g.b), free(g.c), free(want);
+    return rc;
+}
+
+/* ---- the fused training chain: conv -> BatchNorm (batch statistics) -> ReLU ---- */
+
+typedef struct cbr_call {
+    incv3_conv_shape s;
+    int vectorized;
+    const float *x, *w, *gamma, *beta;
+    float *y, *z, *mean, *var, *dy, *dx, *dgamma, *dbeta;
+    double *sum, *sumsq;
+} cbr_call;
+
+static void cbr_fwd_run(void *ctx)
+{
+    cbr_call *c = ctx;
+    const incv3_dims d = {c->s.n, c->s.k, c->s.oh, c->s.ow};
+#if INCV3_HAVE_X86_64
+    if (c->vectorized) {
+        conv_fwd_stats_f32_direct__avx2(&c->s, c->x, c->w, c->y, c->sum, c->sumsq);
+        bn_relu_fwd_train_f32_blocked__avx2(d, c->y, c->sum, c->sumsq, c->gamma, c->beta, 1e-5f, c->z, c->mean,
+                                            c->var);
+        return;
+    }
+#endif
+    conv_fwd_f32_ref__scalar(&c->s, c->x, c->w, c->y);
+    bn_fwd_train_f32_ref__scalar(d, c->y, c->gamma, c->beta, 1e-5f, c->z, c->mean, c->var);
+    relu_fwd_f32_ref__scalar(incv3_dims_count(d), c->z, c->z);
+}
+
+static void cbr_bwd_run(void *ctx)
+{
+    cbr_call *c = ctx;
+    const incv3_dims d = {c->s.n, c->s.k, c->s.oh, c->s.ow};
+#if INCV3_HAVE_X86_64
+    if (c->vectorized) {
+        bn_relu_bwd_train_f32_blocked__avx2(d, c->y, c->z, c->dy, c->gamma, c->mean, c->var, 1e-5f, c->dx, c->dgamma,
+                                            c->dbeta, 0);
+        return;
+    }
+#endif
+    /* The reference path materializes the ReLU's gradient, then runs BatchNorm's backward. */
+    relu_bwd_f32_ref__scalar(incv3_dims_count(d), c->z, c->dy, c->dx, 0);
+    bn_bwd_train_f32_ref__scalar(d, c->y, c->dx, c->gamma, c->mean, c->var, 1e-5f, c->dx, c->dgamma, c->dbeta, 0);
+}
+
+static void cbr_free(cbr_call *c)
+{
+    free((void *)c->x), free((void *)c->w), free((void *)c->gamma), free((void *)c->beta);
+    free(c->y), free(c->z), free(c->mean), free(c->var), free(c->dy), free(c->dx), free(c->dgamma), free(c->dbeta);
+    free(c->sum), free(c->sumsq);
+}
+
+/* Operands at batch n in the variant's layout, from the same plain random data for both layouts. */
+static int cbr_setup(cbr_call *c, const kbench_shape *sh, int n, int vectorized)
+{
+    memset(c, 0, sizeof *c);
+    c->s = (incv3_conv_shape){.n = n, .c = sh->c, .h = sh->h, .w = sh->w, .k = sh->k, .kh = sh->kh, .kw = sh->kw,
+                              .stride_h = sh->stride, .stride_w = sh->stride, .pad_top = sh->pad_h,
+                              .pad_bottom = sh->pad_h, .pad_left = sh->pad_w, .pad_right = sh->pad_w};
+    if (incv3_conv_shape_finish(&c->s))
+        return -1;
+    c->vectorized = vectorized;
+    const incv3_dims xd = {n, sh->c, sh->h, sh->w}, yd = {n, sh->k, c->s.oh, c->s.ow};
+    const size_t xc = vectorized ? reorder_nchw8c_count(xd) : incv3_dims_count(xd);
+    const size_t yc = vectorized ? reorder_nchw8c_count(yd) : incv3_dims_count(yd);
+    const size_t wc = vectorized ? reorder_oihw8i8o_count(sh->k, sh->c, sh->kh, sh->kw)
+                                 : (size_t)sh->k * sh->c * sh->kh * sh->kw;
+    float *x = kbench_alloc_random(incv3_dims_count(xd), 61), *w = kbench_alloc_random((size_t)sh->k * sh->c * sh->kh * sh->kw, 62);
+    float *dy = kbench_alloc_random(incv3_dims_count(yd), 63);
+    c->x = kbench_alloc_random(xc, 1), c->w = kbench_alloc_random(wc, 1), c->dy = kbench_alloc_random(yc, 1);
+    c->y = kbench_alloc_random(yc, 64), c->z = kbench_alloc_random(yc, 65), c->dx = kbench_alloc_random(yc, 66);
+    c->gamma = kbench_alloc_random((size_t)sh->k, 67), c->beta = kbench_alloc_random((size_t)sh->k, 68);
+    c->mean = kbench_alloc_random((size_t)sh->k, 1), c->var = kbench_alloc_random((size_t)sh->k, 1);
+    c->dgamma = kbench_alloc_random((size_t)sh->k, 1), c->dbeta = kbench_alloc_random((size_t)sh->k, 1);
+    c->sum = malloc(sizeof(double) * (size_t)sh->k), c->sumsq = malloc(sizeof(double) * (size_t)sh->k);
+    int ok = x && w && dy && c->x && c->w && c->dy && c->y && c->z && c->dx && c->gamma && c->beta && c->mean &&
+             c->var && c->dgamma && c->dbeta && c->sum && c->sumsq;
+    if (ok && vectorized) {
+        reorder_nchw_to_nchw8c_f32(xd, x, (float *)c->x);
+        reorder_oihw_to_oihw8i8o_f32(sh->k, sh->c, sh->kh, sh->kw, w, (float *)c->w);
+        reorder_nchw_to_nchw8c_f32(yd, dy, c->dy);
+    } else if (ok) {
+        memcpy((void *)c->x, x, xc * sizeof(float)), memcpy((void *)c->w, w, wc * sizeof(float));
+        memcpy(c->dy, dy, yc * sizeof(float));
+    }
+    free(x), free(w), free(dy);
+    return ok ? 0 : -1;
+}
+
+/* The chain's output (fwd) or input gradient (bwd) in NCHW. */
+static float *cbr_result(const cbr_call *c, int backward)
+{
+    const incv3_dims yd = {c->s.n, c->s.k, c->s.oh, c->s.ow};
+    float *p = malloc(incv3_dims_count(yd) * sizeof(float));
+    const float *src = backward ? c->dx : c->z;
+    if (p && c->vectorized)
+        reorder_nchw8c_to_nchw_f32(yd, src, p);
+    else if (p)
+        memcpy(p, src, incv3_dims_count(yd) * sizeof(float));
+    return p;
+}
+
+int kbench_conv_bn_relu(const kbench_shape *sh, int batch, int repeat, int vectorized, int backward,
+                        kbench_result *res)
+{
+    memset(res, 0, sizeof *res);
+    cbr_call ref, var, c;
+    int rc = -1;
+    memset(&c, 0, sizeof c);
+    if (cbr_setup(&ref, sh, 1, 0) || cbr_setup(&var, sh, 1, vectorized)) {
+        fprintf(stderr, "incv3-kbench: conv-bn-relu: the kernel does not fit, or out of memory\n");
+        goto check_done;
+    }
+    cbr_fwd_run(&ref);
+    cbr_fwd_run(&var);
+    res->ref_ms_per_image = 1e3 * kbench_seconds(backward ? cbr_bwd_run : cbr_fwd_run, &ref);
+    if (backward)
+        cbr_bwd_run(&var);
+    float *want = cbr_result(&ref, backward), *got = cbr_result(&var, backward);
+    res->check_err = want && got ? kbench_rel_err(got, want, (size_t)sh->k * ref.s.oh * ref.s.ow) : 1.0;
+    free(want), free(got);
+    rc = 0;
+check_done:
+    cbr_free(&ref), cbr_free(&var);
+    if (rc)
+        return -1;
+    if (!(res->check_err <= 1e-5)) {
+        fprintf(stderr, "incv3-kbench: the conv-BN-ReLU chain disagrees with the reference (relative error %.2e): "
+                        "not timed\n", res->check_err);
+        return -1;
+    }
+    res->checked = 1;
+    rc = -1;
+    if (cbr_setup(&c, sh, batch, vectorized))
+        goto done;
+    cbr_fwd_run(&c); /* the backward reads the forward's statistics and outputs */
+    if (kbench_time(backward ? cbr_bwd_run : cbr_fwd_run, &c, repeat, &res->median_ms, &res->min_ms))
+        goto done;
+    const double out = (double)c.s.n * c.s.k * c.s.oh * c.s.ow;
+    /* Forward: the convolution's FLOPs (BN and ReLU add ~6 per output); backward: ~10 per output. */
+    res->gflops = (backward ? 10.0 * out : 2.0 * incv3_conv_macs(&c.s)) / res->median_ms / 1e6;
+    res->gbytes = 4.0 * (backward ? 4.0 * out : 2.0 * out) / res->median_ms / 1e6;
+    rc = 0;
+done:
+    cbr_free(&c);
     return rc;
 }

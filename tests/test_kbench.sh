@@ -21,7 +21,8 @@ for op in conv-fwd conv-bwd-data conv-bwd-weights; do
     done
 done
 rm -f /tmp/kbench_err.$$
-for args in "--op pool --shape 13,9,7,13,3,3,2,0,0" "--op pool --shape 5,8,8,5,3,3,1,1,1" "--op adamw --count 1001" "--op gemm --mnk 7,17,33"; do
+for args in "--op pool --shape 13,9,7,13,3,3,2,0,0" "--op pool --shape 5,8,8,5,3,3,1,1,1" "--op adamw --count 1001" "--op gemm --mnk 7,17,33" \
+    "--op conv-bn-relu-fwd --shape 5,9,7,11,3,3,2,1,1" "--op bn-relu-bwd --shape 5,9,7,11,3,3,2,1,1"; do
     for isa in scalar auto; do
         # shellcheck disable=SC2086
         out=$("$kb" $args --isa "$isa" --batch 2 --repeat 1 --format json 2>/dev/null) || fail "$args --isa $isa failed"
