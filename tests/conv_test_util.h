@@ -1,5 +1,6 @@
 /* Shared by the convolution kernel tests: random data, shape cases (listed, random, and every distinct
- * convolution of the seed model), and the norm-wise relative error. Include after <cmocka.h>. */
+ * convolution of the seed model), the norm-wise relative error and the loop checking it over cases.
+ * Include after <cmocka.h>. */
 #ifndef INCV3_CONV_TEST_UTIL_H
 #define INCV3_CONV_TEST_UTIL_H
 
@@ -70,6 +71,85 @@ static inline void conv_case_describe(const conv_case *c, char *buf, size_t len)
 {
     snprintf(buf, len, "n%d c%d %dx%d k%d %dx%d s%d,%d p%d,%d,%d,%d", c->n, c->c, c->h, c->w, c->k, c->kh, c->kw,
              c->sh, c->sw, c->pt, c->pl, c->pb, c->pr);
+}
+
+/* Listed shapes every convolution kernel test checks; the tables after it are shared by some of the tests,
+ * and each test lists the shapes only it checks in a table of its own. */
+static const conv_case conv_cases_listed[] = {
+    /* n  c   h   w   k kh kw sh sw pt pl pb pr */
+    {1, 8, 9, 9, 16, 3, 3, 1, 1, 0, 0, 0, 0},
+    {1, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1},
+    {5, 16, 11, 13, 24, 3, 3, 2, 2, 0, 0, 0, 0},
+    {5, 16, 11, 13, 24, 3, 3, 2, 2, 1, 1, 1, 1},
+    {1, 5, 10, 10, 8, 3, 3, 2, 2, 0, 0, 1, 1},
+    {2, 13, 9, 7, 19, 3, 3, 1, 1, 2, 0, 1, 2},
+    {1, 3, 15, 15, 32, 3, 3, 2, 2, 0, 0, 0, 0},
+    {5, 16, 17, 17, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+    {5, 16, 17, 17, 24, 7, 1, 1, 1, 3, 0, 3, 0},
+    {1, 13, 8, 8, 20, 1, 3, 1, 1, 0, 1, 0, 1},
+    {1, 13, 8, 8, 20, 3, 1, 1, 1, 1, 0, 1, 0},
+    {5, 13, 7, 9, 21, 1, 1, 1, 1, 0, 0, 0, 0},
+    {1, 3, 1, 1, 5, 1, 1, 1, 1, 0, 0, 0, 0},
+    {1, 5, 3, 3, 8, 3, 3, 1, 1, 0, 0, 0, 0},
+    {1, 8, 5, 5, 8, 5, 5, 1, 1, 2, 2, 2, 2},
+    {2, 9, 6, 6, 10, 3, 3, 3, 3, 1, 1, 1, 1},
+    {1, 8, 7, 7, 8, 3, 3, 1, 1, 4, 4, 4, 4}, /* padding wider than the kernel */
+    {1, 16, 4, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1},
+    {1, 8, 2, 2, 16, 3, 3, 1, 1, 2, 2, 2, 2}, /* some taps see no input at all */
+    {3, 24, 9, 31, 8, 3, 5, 1, 2, 1, 2, 1, 2},
+    {2, 16, 9, 40, 16, 3, 3, 2, 2, 1, 1, 1, 1},
+    {1, 16, 4, 12, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+    {1, 8, 3, 25, 8, 1, 5, 1, 1, 0, 0, 0, 4},
+    {1, 8, 3, 25, 16, 1, 5, 1, 1, 0, 4, 0, 0},
+};
+
+/* Listed shapes of the forward and backward-data tests: one output block (12-pixel strips), widened border
+ * regions, whole-row scratch. */
+static const conv_case conv_cases_one_block[] = {
+    {1, 8, 5, 30, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+    {1, 8, 5, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+};
+
+/* Listed shapes of the backward tests. */
+static const conv_case conv_cases_strided[] = {
+    /* strides larger than the kernel: some dx rows/columns get no tap at all */
+    {2, 11, 9, 10, 7, 1, 1, 2, 2, 0, 0, 0, 0},
+    {1, 9, 11, 8, 12, 1, 1, 3, 2, 0, 0, 0, 0},
+    {1, 17, 10, 11, 9, 2, 2, 3, 3, 1, 0, 0, 1},
+    /* asymmetric stride and padding, batch 5 */
+    {5, 12, 13, 11, 17, 3, 3, 2, 1, 0, 1, 2, 0},
+    {5, 20, 12, 14, 10, 3, 5, 1, 2, 2, 0, 0, 3},
+    {5, 24, 15, 15, 16, 3, 3, 2, 2, 1, 0, 0, 1},
+};
+#define CONV_CASES_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Runs one case with variant v (e.g. the accumulate flag) on fresh random data; returns the norm-wise
+ * relative error against the reference. */
+typedef double (*conv_case_run_fn)(const conv_case *c, int v);
+
+/* For each case in order, runs variants 0 .. variants-1 in order and fails when a relative error is not
+ * at most tol. vtag names the variant in the messages (" acc1" for "acc"); NULL when variants is 1. */
+static inline void conv_check_cases(const conv_case *cases, size_t count, conv_case_run_fn run, int variants,
+                                    const char *vtag, double tol)
+{
+    for (size_t i = 0; i < count; i++) {
+        const conv_case *c = &cases[i];
+        for (int v = 0; v < variants; v++) {
+            const double rel = run(c, v);
+            char what[160];
+            conv_case_describe(c, what, sizeof what);
+            if (vtag) {
+                const size_t len = strlen(what);
+                snprintf(what + len, sizeof what - len, " %s%d", vtag, v);
+            }
+            if (getenv("INCV3_TEST_VERBOSE"))
+                printf("  %s: rel err %.3g\n", what, rel);
+            if (!(rel <= tol)) {
+                print_error("case %s: rel err %.3g\n", what, rel);
+                fail();
+            }
+        }
+    }
 }
 
 /* A random case: batch 1..max_n, channels 1..40 (mostly not multiples of 8), kernels up to 5x7, strides up

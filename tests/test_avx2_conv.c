@@ -84,8 +84,9 @@ static void test_reorder_roundtrip(void **state)
 
 /* Runs reference and AVX2 kernel on random data; returns the norm-wise relative error and checks the
  * padding channels of the blocked output are exactly zero. */
-static double run_case(const conv_case *cc)
+static double run_case(const conv_case *cc, int variant)
 {
+    (void)variant;
     const incv3_conv_shape s = conv_case_shape(cc);
     const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
     const size_t xc = incv3_dims_count(dx), yc = incv3_dims_count(dy), wc = (size_t)s.k * s.c * s.kh * s.kw;
@@ -137,54 +138,14 @@ static double run_case(const conv_case *cc)
 
 static void check_cases(const conv_case *cases, size_t count)
 {
-    for (size_t i = 0; i < count; i++) {
-        const conv_case *c = &cases[i];
-        const double rel = run_case(c);
-        char what[128];
-        conv_case_describe(c, what, sizeof what);
-        if (getenv("INCV3_TEST_VERBOSE"))
-            printf("  %s: rel err %.3g\n", what, rel);
-        if (!(rel <= 1e-5)) {
-            print_error("case %s: rel err %.3g\n", what, rel);
-            fail();
-        }
-    }
+    conv_check_cases(cases, count, run_case, 1, NULL, 1e-5);
 }
 
 static void test_conv_listed_shapes(void **state)
 {
     (void)state;
-    static const conv_case cases[] = {
-        /* n  c   h   w   k kh kw sh sw pt pl pb pr */
-        {1, 8, 9, 9, 16, 3, 3, 1, 1, 0, 0, 0, 0},
-        {1, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1},
-        {5, 16, 11, 13, 24, 3, 3, 2, 2, 0, 0, 0, 0},
-        {5, 16, 11, 13, 24, 3, 3, 2, 2, 1, 1, 1, 1},
-        {1, 5, 10, 10, 8, 3, 3, 2, 2, 0, 0, 1, 1},
-        {2, 13, 9, 7, 19, 3, 3, 1, 1, 2, 0, 1, 2},
-        {1, 3, 15, 15, 32, 3, 3, 2, 2, 0, 0, 0, 0},
-        {5, 16, 17, 17, 24, 1, 7, 1, 1, 0, 3, 0, 3},
-        {5, 16, 17, 17, 24, 7, 1, 1, 1, 3, 0, 3, 0},
-        {1, 13, 8, 8, 20, 1, 3, 1, 1, 0, 1, 0, 1},
-        {1, 13, 8, 8, 20, 3, 1, 1, 1, 1, 0, 1, 0},
-        {5, 13, 7, 9, 21, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 3, 1, 1, 5, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 5, 3, 3, 8, 3, 3, 1, 1, 0, 0, 0, 0},
-        {1, 8, 5, 5, 8, 5, 5, 1, 1, 2, 2, 2, 2},
-        {2, 9, 6, 6, 10, 3, 3, 3, 3, 1, 1, 1, 1},
-        {1, 8, 7, 7, 8, 3, 3, 1, 1, 4, 4, 4, 4},
-        {1, 16, 4, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1},
-        {1, 8, 2, 2, 16, 3, 3, 1, 1, 2, 2, 2, 2},
-        {3, 24, 9, 31, 8, 3, 5, 1, 2, 1, 2, 1, 2},
-        /* one output block (12-pixel strips), widened border regions, whole-row scratch */
-        {1, 8, 5, 30, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-        {1, 8, 5, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-        {2, 16, 9, 40, 16, 3, 3, 2, 2, 1, 1, 1, 1},
-        {1, 16, 4, 12, 24, 1, 7, 1, 1, 0, 3, 0, 3},
-        {1, 8, 3, 25, 8, 1, 5, 1, 1, 0, 0, 0, 4},
-        {1, 8, 3, 25, 16, 1, 5, 1, 1, 0, 4, 0, 0},
-    };
-    check_cases(cases, sizeof cases / sizeof cases[0]);
+    check_cases(conv_cases_listed, CONV_CASES_COUNT(conv_cases_listed));
+    check_cases(conv_cases_one_block, CONV_CASES_COUNT(conv_cases_one_block));
 }
 
 /* Every distinct convolution of the seed model at batch 1. */

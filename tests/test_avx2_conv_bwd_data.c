@@ -89,65 +89,18 @@ static double run_case(const conv_case *cc, int accumulate)
     return rel;
 }
 
+/* Each case overwriting (acc0), then accumulating (acc1). */
 static void check_cases(const conv_case *cases, size_t count)
 {
-    for (size_t i = 0; i < count; i++) {
-        const conv_case *c = &cases[i];
-        for (int acc = 0; acc <= 1; acc++) {
-            const double rel = run_case(c, acc);
-            char what[128];
-            conv_case_describe(c, what, sizeof what);
-            if (getenv("INCV3_TEST_VERBOSE"))
-                printf("  %s acc%d: rel err %.3g\n", what, acc, rel);
-            if (!(rel <= 1e-5)) {
-                print_error("case %s acc%d: rel err %.3g\n", what, acc, rel);
-                fail();
-            }
-        }
-    }
+    conv_check_cases(cases, count, run_case, 2, "acc", 1e-5);
 }
 
 static void test_bwd_data_listed_shapes(void **state)
 {
     (void)state;
-    static const conv_case cases[] = {
-        /* n  c   h   w   k kh kw sh sw pt pl pb pr */
-        {1, 8, 9, 9, 16, 3, 3, 1, 1, 0, 0, 0, 0},
-        {1, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1},
-        {5, 16, 11, 13, 24, 3, 3, 2, 2, 0, 0, 0, 0},
-        {5, 16, 11, 13, 24, 3, 3, 2, 2, 1, 1, 1, 1},
-        {1, 5, 10, 10, 8, 3, 3, 2, 2, 0, 0, 1, 1},
-        {2, 13, 9, 7, 19, 3, 3, 1, 1, 2, 0, 1, 2},
-        {1, 3, 15, 15, 32, 3, 3, 2, 2, 0, 0, 0, 0},
-        {5, 16, 17, 17, 24, 1, 7, 1, 1, 0, 3, 0, 3},
-        {5, 16, 17, 17, 24, 7, 1, 1, 1, 3, 0, 3, 0},
-        {1, 13, 8, 8, 20, 1, 3, 1, 1, 0, 1, 0, 1},
-        {1, 13, 8, 8, 20, 3, 1, 1, 1, 1, 0, 1, 0},
-        {5, 13, 7, 9, 21, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 3, 1, 1, 5, 1, 1, 1, 1, 0, 0, 0, 0},
-        {1, 5, 3, 3, 8, 3, 3, 1, 1, 0, 0, 0, 0},
-        {1, 8, 5, 5, 8, 5, 5, 1, 1, 2, 2, 2, 2},
-        {2, 9, 6, 6, 10, 3, 3, 3, 3, 1, 1, 1, 1},
-        {1, 8, 7, 7, 8, 3, 3, 1, 1, 4, 4, 4, 4}, /* padding wider than the kernel */
-        {1, 16, 4, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1},
-        {1, 8, 2, 2, 16, 3, 3, 1, 1, 2, 2, 2, 2},
-        {3, 24, 9, 31, 8, 3, 5, 1, 2, 1, 2, 1, 2},
-        {1, 8, 5, 30, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-        {1, 8, 5, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-        {2, 16, 9, 40, 16, 3, 3, 2, 2, 1, 1, 1, 1},
-        {1, 16, 4, 12, 24, 1, 7, 1, 1, 0, 3, 0, 3},
-        {1, 8, 3, 25, 8, 1, 5, 1, 1, 0, 0, 0, 4},
-        {1, 8, 3, 25, 16, 1, 5, 1, 1, 0, 4, 0, 0},
-        /* strides larger than the kernel: some dx rows/columns get no tap at all */
-        {2, 11, 9, 10, 7, 1, 1, 2, 2, 0, 0, 0, 0},
-        {1, 9, 11, 8, 12, 1, 1, 3, 2, 0, 0, 0, 0},
-        {1, 17, 10, 11, 9, 2, 2, 3, 3, 1, 0, 0, 1},
-        /* asymmetric stride and padding, batch 5 */
-        {5, 12, 13, 11, 17, 3, 3, 2, 1, 0, 1, 2, 0},
-        {5, 20, 12, 14, 10, 3, 5, 1, 2, 2, 0, 0, 3},
-        {5, 24, 15, 15, 16, 3, 3, 2, 2, 1, 0, 0, 1},
-    };
-    check_cases(cases, sizeof cases / sizeof cases[0]);
+    check_cases(conv_cases_listed, CONV_CASES_COUNT(conv_cases_listed));
+    check_cases(conv_cases_one_block, CONV_CASES_COUNT(conv_cases_one_block));
+    check_cases(conv_cases_strided, CONV_CASES_COUNT(conv_cases_strided));
 }
 
 /* Every distinct convolution of the seed model at batch 1 (training never needs the first layer's

@@ -16,16 +16,9 @@
 #include <stddef.h>
 
 #include "avx2/avx2_layers.h"
+#include "avx2/bn_reduce_avx2.h"
 
 #define BLK 8
-
-/* Lane mask of channel block cb: all ones for the lanes holding real channels. */
-static __m256 lane_mask(int c, int cb)
-{
-    const int nl = c - cb * BLK;
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl < BLK ? nl : BLK), idx));
-}
 
 /* dst[l] = src[cb*8 + l] for real lanes, 0 otherwise. */
 static void load_lanes(const float *src, int c, int cb, float *dst)
@@ -39,16 +32,6 @@ static void store_lanes(const double *src, int c, int cb, float *dst)
 {
     for (int l = 0; l < BLK && cb * BLK + l < c; l++)
         dst[cb * BLK + l] = (float)src[l];
-}
-
-static inline __m256d lo_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-}
-
-static inline __m256d hi_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
 
 /* Per-lane sum over the block (all images) of x, in double. */
@@ -131,49 +114,11 @@ static void block_grad_sums(const float *x, const float *dy, size_t hw, int N, s
                             const float mu[BLK], double sdy[BLK], double sdyx[BLK])
 {
     const __m256d m0 = _mm256_cvtps_pd(_mm_loadu_ps(mu)), m1 = _mm256_cvtps_pd(_mm_loadu_ps(mu + 4));
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
-    __m256d p0 = s0, p1 = s0, p2 = s0, p3 = s0;
-    for (int n = 0; n < N; n++) {
-        const float *xp = x + (size_t)n * img_stride, *dp = dy + (size_t)n * img_stride;
-        size_t i = 0;
-        for (; i + 2 <= hw; i += 2) {
-            const __m256 x0 = _mm256_loadu_ps(xp + i * BLK), x1 = _mm256_loadu_ps(xp + (i + 1) * BLK);
-            const __m256 d0 = _mm256_loadu_ps(dp + i * BLK), d1 = _mm256_loadu_ps(dp + (i + 1) * BLK);
-            __m256d g, t;
-            g = lo_pd(d0);
-            t = _mm256_sub_pd(lo_pd(x0), m0);
-            s0 = _mm256_add_pd(s0, g);
-            p0 = _mm256_fmadd_pd(g, t, p0);
-            g = hi_pd(d0);
-            t = _mm256_sub_pd(hi_pd(x0), m1);
-            s1 = _mm256_add_pd(s1, g);
-            p1 = _mm256_fmadd_pd(g, t, p1);
-            g = lo_pd(d1);
-            t = _mm256_sub_pd(lo_pd(x1), m0);
-            s2 = _mm256_add_pd(s2, g);
-            p2 = _mm256_fmadd_pd(g, t, p2);
-            g = hi_pd(d1);
-            t = _mm256_sub_pd(hi_pd(x1), m1);
-            s3 = _mm256_add_pd(s3, g);
-            p3 = _mm256_fmadd_pd(g, t, p3);
-        }
-        for (; i < hw; i++) {
-            const __m256 x0 = _mm256_loadu_ps(xp + i * BLK), d0 = _mm256_loadu_ps(dp + i * BLK);
-            __m256d g, t;
-            g = lo_pd(d0);
-            t = _mm256_sub_pd(lo_pd(x0), m0);
-            s0 = _mm256_add_pd(s0, g);
-            p0 = _mm256_fmadd_pd(g, t, p0);
-            g = hi_pd(d0);
-            t = _mm256_sub_pd(hi_pd(x0), m1);
-            s1 = _mm256_add_pd(s1, g);
-            p1 = _mm256_fmadd_pd(g, t, p1);
-        }
-    }
-    _mm256_storeu_pd(sdy, _mm256_add_pd(s0, s2));
-    _mm256_storeu_pd(sdy + 4, _mm256_add_pd(s1, s3));
-    _mm256_storeu_pd(sdyx, _mm256_add_pd(p0, p2));
-    _mm256_storeu_pd(sdyx + 4, _mm256_add_pd(p1, p3));
+    bn_grad_acc acc;
+    bn_grad_acc_zero(&acc);
+    for (int n = 0; n < N; n++)
+        bn_grad_accum(x + (size_t)n * img_stride, NULL, dy + (size_t)n * img_stride, hw, m0, m1, &acc, 0);
+    bn_grad_acc_store(&acc, sdy, sdyx);
 }
 
 /* y = ((x - mhi) - mlo) * scale + shift over the block, masked. */
@@ -244,27 +189,13 @@ void bn_fwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const float *g
     }
 }
 
-/* dx (+)= a * dy + (b * (x - mu) + c), masked; infer passes b = c = 0. */
+/* dx (+)= a * dy + (b * (x - mu) + c), masked. */
 static void block_dx(const float *x, const float *dy, float *dx, size_t hw, int N, size_t img_stride, __m256 mu,
                      __m256 a, __m256 b, __m256 c, __m256 mask, int accumulate)
 {
     for (int n = 0; n < N; n++) {
-        const float *xp = x + (size_t)n * img_stride, *dp = dy + (size_t)n * img_stride;
-        float *op = dx + (size_t)n * img_stride;
-        if (accumulate) {
-            for (size_t i = 0; i < hw; i++) {
-                const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(xp + i * BLK), mu);
-                __m256 g = _mm256_fmadd_ps(a, _mm256_loadu_ps(dp + i * BLK), _mm256_fmadd_ps(b, t, c));
-                g = _mm256_add_ps(_mm256_loadu_ps(op + i * BLK), g);
-                _mm256_storeu_ps(op + i * BLK, _mm256_and_ps(g, mask));
-            }
-        } else {
-            for (size_t i = 0; i < hw; i++) {
-                const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(xp + i * BLK), mu);
-                const __m256 g = _mm256_fmadd_ps(a, _mm256_loadu_ps(dp + i * BLK), _mm256_fmadd_ps(b, t, c));
-                _mm256_storeu_ps(op + i * BLK, _mm256_and_ps(g, mask));
-            }
-        }
+        const size_t off = (size_t)n * img_stride;
+        bn_dx_pixels(x + off, NULL, dy + off, dx + off, hw, mu, a, b, c, mask, accumulate, 0);
     }
 }
 

@@ -28,6 +28,7 @@
 
 #include "avx2/avx2_fused.h"
 #include "avx2/avx2_kernels.h"
+#include "avx2/bn_reduce_avx2.h"
 
 #define BLK 8
 /* Doubles of one row partial: sums of the row's two blocks (16), then sums of squares (16). */
@@ -41,24 +42,6 @@ static void *xmalloc(size_t bytes, const char *who)
         abort();
     }
     return p;
-}
-
-/* Lane mask of channel block cb: all ones for the lanes holding real channels. */
-static __m256 lane_mask(int c, int cb)
-{
-    const int nl = c - cb * BLK;
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl < BLK ? nl : BLK), idx));
-}
-
-static inline __m256d lo_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-}
-
-static inline __m256d hi_pd(__m256 v)
-{
-    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -240,83 +223,6 @@ void bn_relu_fwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const flo
 /* ---------------------------------------------------------------------------------------------------- */
 /* BatchNorm + ReLU backward                                                                            */
 
-/* dz = dy where y > 0, else 0. */
-static inline __m256 relu_mask_dy(const float *y, const float *dy)
-{
-    const __m256 pos = _mm256_cmp_ps(_mm256_loadu_ps(y), _mm256_setzero_ps(), _CMP_GT_OQ);
-    return _mm256_and_ps(_mm256_loadu_ps(dy), pos);
-}
-
-/* Per-lane sums over one (image, block) of dz and dz * (x - mu), in double. */
-static void block_grad_sums(const float *x, const float *y, const float *dy, size_t hw, __m256d m0, __m256d m1,
-                            double out[2 * BLK])
-{
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
-    __m256d p0 = s0, p1 = s0, p2 = s0, p3 = s0;
-    size_t i = 0;
-    for (; i + 2 <= hw; i += 2) {
-        const __m256 x0 = _mm256_loadu_ps(x + i * BLK), x1 = _mm256_loadu_ps(x + (i + 1) * BLK);
-        const __m256 d0 = relu_mask_dy(y + i * BLK, dy + i * BLK);
-        const __m256 d1 = relu_mask_dy(y + (i + 1) * BLK, dy + (i + 1) * BLK);
-        __m256d g, t;
-        g = lo_pd(d0);
-        t = _mm256_sub_pd(lo_pd(x0), m0);
-        s0 = _mm256_add_pd(s0, g);
-        p0 = _mm256_fmadd_pd(g, t, p0);
-        g = hi_pd(d0);
-        t = _mm256_sub_pd(hi_pd(x0), m1);
-        s1 = _mm256_add_pd(s1, g);
-        p1 = _mm256_fmadd_pd(g, t, p1);
-        g = lo_pd(d1);
-        t = _mm256_sub_pd(lo_pd(x1), m0);
-        s2 = _mm256_add_pd(s2, g);
-        p2 = _mm256_fmadd_pd(g, t, p2);
-        g = hi_pd(d1);
-        t = _mm256_sub_pd(hi_pd(x1), m1);
-        s3 = _mm256_add_pd(s3, g);
-        p3 = _mm256_fmadd_pd(g, t, p3);
-    }
-    if (i < hw) {
-        const __m256 x0 = _mm256_loadu_ps(x + i * BLK);
-        const __m256 d0 = relu_mask_dy(y + i * BLK, dy + i * BLK);
-        __m256d g, t;
-        g = lo_pd(d0);
-        t = _mm256_sub_pd(lo_pd(x0), m0);
-        s0 = _mm256_add_pd(s0, g);
-        p0 = _mm256_fmadd_pd(g, t, p0);
-        g = hi_pd(d0);
-        t = _mm256_sub_pd(hi_pd(x0), m1);
-        s1 = _mm256_add_pd(s1, g);
-        p1 = _mm256_fmadd_pd(g, t, p1);
-    }
-    _mm256_storeu_pd(out, _mm256_add_pd(s0, s2));
-    _mm256_storeu_pd(out + 4, _mm256_add_pd(s1, s3));
-    _mm256_storeu_pd(out + BLK, _mm256_add_pd(p0, p2));
-    _mm256_storeu_pd(out + BLK + 4, _mm256_add_pd(p1, p3));
-}
-
-/* dx (+)= a * dz + (b * (x - mu) + c) over one (image, block), masked. */
-static void block_dx(const float *x, const float *y, const float *dy, float *dx, size_t hw, __m256 mu, __m256 a,
-                     __m256 b, __m256 c, __m256 mask, int accumulate)
-{
-    if (accumulate) {
-        for (size_t i = 0; i < hw; i++) {
-            const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + i * BLK), mu);
-            const __m256 dz = relu_mask_dy(y + i * BLK, dy + i * BLK);
-            __m256 g = _mm256_fmadd_ps(a, dz, _mm256_fmadd_ps(b, t, c));
-            g = _mm256_add_ps(_mm256_loadu_ps(dx + i * BLK), g);
-            _mm256_storeu_ps(dx + i * BLK, _mm256_and_ps(g, mask));
-        }
-    } else {
-        for (size_t i = 0; i < hw; i++) {
-            const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + i * BLK), mu);
-            const __m256 dz = relu_mask_dy(y + i * BLK, dy + i * BLK);
-            const __m256 g = _mm256_fmadd_ps(a, dz, _mm256_fmadd_ps(b, t, c));
-            _mm256_storeu_ps(dx + i * BLK, _mm256_and_ps(g, mask));
-        }
-    }
-}
-
 void bn_relu_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const float *y, const float *dy,
                                          const float *gamma, const float *mean, const float *var, float eps,
                                          float *dx, float *dgamma, float *dbeta, int accumulate)
@@ -341,7 +247,11 @@ void bn_relu_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const flo
             const size_t off = ((size_t)n * CB + cb) * blk_stride;
             const __m256d m0 = _mm256_cvtps_pd(_mm_loadu_ps(mu + cb * BLK));
             const __m256d m1 = _mm256_cvtps_pd(_mm_loadu_ps(mu + cb * BLK + 4));
-            block_grad_sums(x + off, y + off, dy + off, hw, m0, m1, part + ((size_t)n * CB + cb) * 2 * BLK);
+            double *p = part + ((size_t)n * CB + cb) * 2 * BLK;
+            bn_grad_acc acc;
+            bn_grad_acc_zero(&acc);
+            bn_grad_accum(x + off, y + off, dy + off, hw, m0, m1, &acc, 1);
+            bn_grad_acc_store(&acc, p, p + BLK);
         }
     }
 
@@ -371,9 +281,9 @@ void bn_relu_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const flo
     for (int n = 0; n < N; n++) {
         for (int cb = 0; cb < CB; cb++) {
             const size_t off = ((size_t)n * CB + cb) * blk_stride;
-            block_dx(x + off, y + off, dy + off, dx + off, hw, _mm256_loadu_ps(mu + cb * BLK),
-                     _mm256_loadu_ps(ca + cb * BLK), _mm256_loadu_ps(cb_ + cb * BLK),
-                     _mm256_loadu_ps(cc + cb * BLK), lane_mask(d.c, cb), accumulate);
+            bn_dx_pixels(x + off, y + off, dy + off, dx + off, hw, _mm256_loadu_ps(mu + cb * BLK),
+                         _mm256_loadu_ps(ca + cb * BLK), _mm256_loadu_ps(cb_ + cb * BLK),
+                         _mm256_loadu_ps(cc + cb * BLK), lane_mask(d.c, cb), accumulate, 1);
         }
     }
     free(mu);
