@@ -22,5 +22,6 @@ int cli_usage_hint(const char *cmd);
 int cmd_summary(int argc, char **argv);
 int cmd_check_golden(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

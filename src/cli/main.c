@@ -14,6 +14,7 @@ static void print_help(FILE *out)
           "Usage: incv3 COMMAND [FLAGS]\n"
           "\n"
           "Commands:\n"
+          "  train          train on MNIST with the seed's recipe: report, plots, checkpoints, resume\n"
           "  summary        print the model table in the seed's format, totals and MACs\n"
           "  check-golden   check parity with a PyTorch golden file (shared/reference/make_golden.py)\n"
           "  bench          time whole-network training or inference steps (ms/step, images/s, peak memory)\n"
@@ -67,6 +68,8 @@ int main(int argc, char **argv)
         return cmd_check_golden(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "incv3: unknown flag %s (flags go after the command)\n", cmd);
     else

@@ -1,0 +1,618 @@
+/* The training run: data, model, AdamW, per-epoch validation, checkpoints and resume, the report. */
+#include "train/trainer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "incv3/model.h"
+#include "incv3/train.h"
+#include "incv3_config.h"
+#include "incv3/safetensors.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/metrics.h"
+#include "train/plots.h"
+#include "train/report.h"
+#include "util/atomic_file.h"
+#include "util/rng.h"
+
+/* Set by the SIGINT/SIGTERM handler, read between batches: the one piece of process-wide state a signal
+ * handler can touch. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+void incv3_train_config_default(incv3_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->dataset, sizeof c->dataset, "mnist");
+    c->epochs = 10, c->batch = 32, c->image_size = 299, c->aux = 1, c->classes = 10;
+    c->lr = 1e-4, c->weight_decay = 0.01, c->aux_weight = 0.3, c->label_smoothing = 1e-4, c->width = 1.0;
+    c->val_fraction = 0.1, c->mean = 0.1307, c->std = 0.3081, c->seed = 1;
+    snprintf(c->isa, sizeof c->isa, "auto");
+    snprintf(c->conv_algo, sizeof c->conv_algo, "auto");
+}
+
+/* ---- settings as JSON (config.json and the checkpoints' "config") ---- */
+
+static char *config_to_json(const incv3_train_config *c)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, "
+                          "s:f, s:f, s:f, s:s, s:s, s:s}",
+                          "data", c->data, "dataset", c->dataset, "out", c->out, "epochs", c->epochs, "batch",
+                          c->batch, "image_size", c->image_size, "aux", c->aux, "classes", c->classes,
+                          "limit_train", c->limit_train, "threads", c->threads, "checkpoint_every",
+                          c->checkpoint_every, "lr", c->lr, "weight_decay", c->weight_decay, "aux_weight",
+                          c->aux_weight, "label_smoothing", c->label_smoothing, "width", c->width, "val_fraction",
+                          c->val_fraction, "dropout", c->dropout, "mean", c->mean, "std", c->std, "isa", c->isa,
+                          "conv_algo", c->conv_algo, "version", INCV3_VERSION);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    json_object_set_new(o, "seed", json_string(seed));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static int config_from_json(const char *text, const char *where, incv3_train_config *c, incv3_error *err)
+{
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return incv3_fail(err, "%s: settings are not valid JSON (%s)", where, je.text);
+    }
+    incv3_train_config_default(c);
+    const char *data = NULL, *dataset = NULL, *out = NULL, *isa = NULL, *algo = NULL, *seed = NULL;
+    int aux = 1;
+    int rc = json_unpack_ex(o, &je, 0,
+                            "{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:F, s:F, s:F, s:F, s:F, s:F, "
+                            "s:F, s:F, s:F, s:s, s:s, s:s}",
+                            "data", &data, "dataset", &dataset, "out", &out, "epochs", &c->epochs, "batch",
+                            &c->batch, "image_size", &c->image_size, "aux", &aux, "classes", &c->classes,
+                            "limit_train", &c->limit_train, "threads", &c->threads, "checkpoint_every",
+                            &c->checkpoint_every, "lr", &c->lr, "weight_decay", &c->weight_decay, "aux_weight",
+                            &c->aux_weight, "label_smoothing", &c->label_smoothing, "width", &c->width,
+                            "val_fraction", &c->val_fraction, "dropout", &c->dropout, "mean", &c->mean, "std",
+                            &c->std, "isa", &isa, "conv_algo", &algo, "seed", &seed);
+    if (rc == 0) {
+        c->aux = aux;
+        snprintf(c->data, sizeof c->data, "%s", data);
+        snprintf(c->dataset, sizeof c->dataset, "%s", dataset);
+        snprintf(c->out, sizeof c->out, "%s", out);
+        snprintf(c->isa, sizeof c->isa, "%s", isa);
+        snprintf(c->conv_algo, sizeof c->conv_algo, "%s", algo);
+        c->seed = strtoull(seed, NULL, 10);
+    }
+    json_decref(o);
+    return rc ? incv3_fail(err, "%s: settings incomplete or of the wrong type (%s)", where, je.text) : 0;
+}
+
+/* ---- the run directory ---- */
+
+static int make_dir(const char *path, incv3_error *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) && errno != EEXIST)
+            return incv3_fail(err, "--out %s: cannot create %s: %s", path, buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST)
+        return incv3_fail(err, "--out %s: cannot create it: %s", path, strerror(errno));
+    return 0;
+}
+
+/* 1 when path does not exist or holds nothing. */
+static int dir_is_empty(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (!dir)
+        return errno == ENOENT;
+    int empty = 1;
+    for (struct dirent *e; (e = readdir(dir));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            empty = 0;
+    closedir(dir);
+    return empty;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void format_duration(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(buf, len, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, len, "%02ld:%02ld", t / 60, t % 60);
+}
+
+/* ---- one pass of the model over a dataset in inference mode ---- */
+
+static int evaluate(incv3_graph *g, const incv3_dataset *ds, const incv3_preprocess *pp, int batch,
+                    double smoothing, incv3_split_result *res, incv3_error *err)
+{
+    incv3_confusion_reset(&res->conf);
+    res->loss = 0;
+    incv3_loader *l = incv3_loader_new(ds, pp, batch, 0, 0, err);
+    if (!l || incv3_loader_start(l, 0, 0, err)) {
+        incv3_loader_free(l);
+        return -1;
+    }
+    const float *x;
+    const int64_t *y;
+    int n, rc = 0;
+    double loss_sum = 0;
+    while (rc == 0 && incv3_loader_next(l, &x, &y, &n)) {
+        incv3_forward_opts fo = {.mode = INCV3_INFER, .outputs = 1u};
+        double loss;
+        rc = incv3_graph_forward(g, x, n, &fo, err);
+        if (rc == 0) {
+            const float *logits = incv3_graph_output(g, 0)->data;
+            rc = incv3_softmax_xent(logits, y, n, ds->classes, (float)smoothing, 1.0f, NULL, &loss, err);
+            incv3_confusion_add(&res->conf, logits, y, n);
+            loss_sum += loss * n;
+        }
+    }
+    incv3_loader_free(l);
+    res->loss = loss_sum / ds->count;
+    return rc;
+}
+
+/* ---- position of a run (checkpoints' "position") ---- */
+
+typedef struct run_state {
+    int epoch, batch;       /* next batch to run: epoch (0-based), batch within it */
+    int64_t step;           /* optimizer steps done */
+    double loss_sum;        /* running sums of the current epoch */
+    int64_t seen;
+    double best_val_acc;
+    int best_epoch;         /* 1-based, 0 = none yet */
+    incv3_confusion train_conf; /* running confusion of the current epoch */
+} run_state;
+
+static char *state_to_json(const run_state *s)
+{
+    json_t *conf = json_array();
+    for (int i = 0; i < s->train_conf.classes * s->train_conf.classes; i++)
+        json_array_append_new(conf, json_integer(s->train_conf.counts[i]));
+    json_t *o = json_pack("{s:i, s:i, s:I, s:f, s:I, s:f, s:i, s:o}", "epoch", s->epoch, "batch", s->batch, "step",
+                          (json_int_t)s->step, "loss_sum", s->loss_sum, "seen", (json_int_t)s->seen, "best_val_acc",
+                          s->best_val_acc, "best_epoch", s->best_epoch, "train_confusion", conf);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static int state_from_json(const char *text, const char *where, run_state *s, incv3_error *err)
+{
+    json_error_t je;
+    json_t *o = text ? json_loads(text, 0, &je) : NULL, *conf = NULL;
+    json_int_t step = 0, seen = 0;
+    int rc = !o || json_unpack_ex(o, &je, 0, "{s:i, s:i, s:I, s:F, s:I, s:F, s:i, s:o}", "epoch", &s->epoch, "batch",
+                                  &s->batch, "step", &step, "loss_sum", &s->loss_sum, "seen", &seen, "best_val_acc",
+                                  &s->best_val_acc, "best_epoch", &s->best_epoch, "train_confusion", &conf);
+    const int cells = s->train_conf.classes * s->train_conf.classes;
+    if (rc == 0 && (!json_is_array(conf) || (int)json_array_size(conf) != cells))
+        rc = -1;
+    for (int i = 0; rc == 0 && i < cells; i++)
+        s->train_conf.counts[i] = json_integer_value(json_array_get(conf, (size_t)i));
+    s->step = step, s->seen = seen;
+    json_decref(o);
+    return rc ? incv3_fail(err, "%s: its position metadata is missing or invalid", where) : 0;
+}
+
+/* ---- the report ---- */
+
+typedef struct report_ctx {
+    const incv3_train_config *cfg;
+    const incv3_split_result *train, *val, *test, *best_test;
+    int best_epoch, epochs_done;
+    double seconds;
+} report_ctx;
+
+static int write_report(FILE *f, void *vctx, incv3_error *err)
+{
+    (void)err;
+    const report_ctx *r = vctx;
+    fprintf(f, "# incv3: Inception-V3 on %s\n\n", r->cfg->dataset);
+    fprintf(f, "Trained for %d epoch%s (%.1f min) with a learning rate of %g, batch size of %d, auxiliary loss "
+               "weighting of %g, label smoothing factor of %g and weight decay of %g; input %dx%d, width %g, "
+               "aux head %s, seed %llu; data `%s`%s.\n\n",
+            r->epochs_done, r->epochs_done == 1 ? "" : "s", r->seconds / 60, r->cfg->lr, r->cfg->batch,
+            r->cfg->aux_weight, r->cfg->label_smoothing, r->cfg->weight_decay, r->cfg->image_size,
+            r->cfg->image_size, r->cfg->width, r->cfg->aux ? "on" : "off", (unsigned long long)r->cfg->seed,
+            r->cfg->data, r->cfg->limit_train ? " (first images only: --limit-train)" : "");
+    fputs("Final weights. Training figures are the running loss and predictions of the last epoch (training\n"
+          "mode, as the weights changed); validation and testing use inference mode.\n\n",
+          f);
+    incv3_report_tables(f, r->train, r->val, r->test);
+    fputc('\n', f);
+    incv3_report_confusion(f, &r->test->conf, "Confusion matrix, test set, final weights (rows: true class, "
+                                              "columns: predicted)");
+    if (r->best_test) {
+        fprintf(f, "\n## Best validation weights (epoch %d, `best.safetensors`)\n\n", r->best_epoch);
+        incv3_report_tables(f, NULL, NULL, r->best_test);
+        fputc('\n', f);
+        incv3_report_confusion(f, &r->best_test->conf, "Confusion matrix, test set, best weights");
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+/* ---- progress ---- */
+
+typedef struct progress {
+    int tty;
+    double epoch_start, last_print;
+    int64_t images;
+} progress;
+
+static void show_progress(progress *pr, const run_state *st, int nbatches, int epochs, int final)
+{
+    const double now = now_seconds(), el = now - pr->epoch_start;
+    if (!final && !pr->tty && now - pr->last_print < 30 && st->batch % (nbatches / 10 > 0 ? nbatches / 10 : 1))
+        return;
+    if (!final && pr->tty && now - pr->last_print < 0.25)
+        return;
+    pr->last_print = now;
+    const double ips = el > 0 ? pr->images / el : 0;
+    const double done_frac = (double)st->batch / nbatches;
+    const double epoch_eta = done_frac > 0 ? el / done_frac - el : -1;
+    const double left_epochs = epochs - st->epoch - 1;
+    const double run_eta = epoch_eta >= 0 && done_frac > 0 ? epoch_eta + left_epochs * el / done_frac : -1;
+    char eta[32], reta[32];
+    format_duration(epoch_eta, eta, sizeof eta);
+    format_duration(run_eta, reta, sizeof reta);
+    const double loss = st->seen ? st->loss_sum / st->seen : 0;
+    const double acc = st->seen ? 100.0 * incv3_confusion_accuracy(&st->train_conf) : 0;
+    char bar[32] = "";
+    if (pr->tty) {
+        const int width = 20, filled = (int)(done_frac * width);
+        for (int i = 0; i < width; i++)
+            bar[i] = i < filled ? '=' : i == filled ? '>' : ' ';
+        bar[width] = '\0';
+    }
+    printf("%sepoch %d/%d %s%s%s batch %d/%d  loss %.4f  acc %.2f%%  %.1f img/s  ETA %s (run %s)%s",
+           pr->tty ? "\r" : "", st->epoch + 1, epochs, pr->tty ? "[" : "", bar, pr->tty ? "]" : "", st->batch,
+           nbatches, loss, acc, ips, eta, reta, pr->tty ? "\033[K" : "\n");
+    if (final && pr->tty)
+        putchar('\n');
+    fflush(stdout);
+}
+
+/* ---- the run ---- */
+
+static int write_text(FILE *f, void *text, incv3_error *err)
+{
+    (void)err;
+    return fputs(text, f) < 0 || fputc('\n', f) == EOF ? -1 : 0;
+}
+
+typedef struct run {
+    incv3_train_config cfg;
+    incv3_dataset all, train, val, test;
+    incv3_preprocess pp;
+    incv3_graph *g;
+    incv3_adamw *opt;
+    incv3_loader *loader;
+    run_state st;
+    char *config_json;
+    char ckpt_dir[2200], path[2400];
+    float *dlogits;
+} run;
+
+static void run_free(run *r)
+{
+    incv3_loader_free(r->loader);
+    incv3_adamw_free(r->opt);
+    incv3_graph_free(r->g);
+    incv3_dataset_free(&r->all);
+    incv3_dataset_free(&r->train);
+    incv3_dataset_free(&r->val);
+    incv3_dataset_free(&r->test);
+    incv3_confusion_free(&r->st.train_conf);
+    free(r->config_json);
+    free(r->dlogits);
+}
+
+static const char *out_path(run *r, const char *name)
+{
+    snprintf(r->path, sizeof r->path, "%s/%s", r->cfg.out, name);
+    return r->path;
+}
+
+/* OUT/checkpoints/epoch-E-step-S.safetensors, then the same bytes as last.safetensors (both atomic). */
+static int save_checkpoint(run *r, incv3_error *err)
+{
+    char *pos = state_to_json(&r->st);
+    char path[2600], last[2600];
+    snprintf(path, sizeof path, "%s/epoch-%d-step-%lld.safetensors", r->ckpt_dir, r->st.epoch + (r->st.batch > 0),
+             (long long)r->st.step);
+    snprintf(last, sizeof last, "%s/last.safetensors", r->ckpt_dir);
+    int rc = !pos ? incv3_fail(err, "out of memory") : 0;
+    if (rc == 0)
+        rc = incv3_checkpoint_save(path, r->g, r->opt, r->config_json, pos, err);
+    if (rc == 0)
+        rc = incv3_checkpoint_save(last, r->g, r->opt, r->config_json, pos, err);
+    free(pos);
+    return rc;
+}
+
+static int setup(run *r, int resume, incv3_error *err)
+{
+    incv3_train_config *c = &r->cfg;
+    incv3_model_config mc = incv3_model_config_default();
+    mc.image_size = c->image_size, mc.aux = c->aux, mc.classes = c->classes, mc.width = c->width;
+    mc.dropout = (float)c->dropout;
+    if (incv3_model_config_check(&mc, err) || incv3_kernels_check(c->isa, c->conv_algo, err))
+        return -1;
+    if (!(c->val_fraction >= 0 && c->val_fraction < 1))
+        return incv3_fail(err, "--val-fraction %g: must be in [0, 1)", c->val_fraction);
+    if (!resume && !dir_is_empty(c->out))
+        return incv3_fail(err, "--out %s: the directory exists and is not empty (continue it with --resume %s, "
+                               "or choose another)",
+                          c->out, c->out);
+    if (make_dir(c->out, err))
+        return -1;
+    snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", c->out);
+    if (make_dir(r->ckpt_dir, err))
+        return -1;
+    /* Every input file is validated in full before any training starts. */
+    printf("data: %s\n", c->data);
+    if (incv3_dataset_load_mnist(c->data, "train", c->classes, c->limit_train, &r->all, err) ||
+        incv3_dataset_load_mnist(c->data, "t10k", c->classes, 0, &r->test, err) ||
+        incv3_dataset_split(&r->all, c->val_fraction, &r->train, &r->val, err))
+        return -1;
+    printf("images: %d training, %d validation, %d test (%dx%d, resized to %dx%d)\n", r->train.count,
+           r->val.count, r->test.count, r->all.rows, r->all.cols, c->image_size, c->image_size);
+    r->pp = (incv3_preprocess){c->image_size, (float)c->mean, (float)c->std};
+    if (!(r->g = incv3_inception_v3(&mc, err)) || incv3_graph_set_kernels(r->g, c->isa, c->conv_algo, err))
+        return -1;
+    incv3_graph_init_params(r->g, c->seed);
+    incv3_adamw_hparams hp = {(float)c->lr, 0.9f, 0.999f, 1e-8f, (float)c->weight_decay};
+    if (!(r->opt = incv3_adamw_new(r->g, hp, err)) || incv3_confusion_init(&r->st.train_conf, c->classes, err))
+        return -1;
+    r->loader = incv3_loader_new(&r->train, &r->pp, c->batch, 1, c->seed, err);
+    r->dlogits = malloc(sizeof(float) * (size_t)c->batch * c->classes * 2);
+    if (!r->loader || !r->dlogits)
+        return r->loader ? incv3_fail(err, "out of memory") : -1;
+    if (!(r->config_json = config_to_json(c)))
+        return incv3_fail(err, "out of memory");
+    if (resume) {
+        char last[2600], *pos = NULL;
+        snprintf(last, sizeof last, "%s/last.safetensors", r->ckpt_dir);
+        if (incv3_checkpoint_load(last, r->g, r->opt, NULL, &pos, err))
+            return -1;
+        int rc = state_from_json(pos, last, &r->st, err);
+        free(pos);
+        if (rc)
+            return -1;
+        printf("resuming %s at epoch %d, batch %d (step %lld)\n", c->out, r->st.epoch + 1, r->st.batch,
+               (long long)r->st.step);
+    }
+    return incv3_write_file_atomic(out_path(r, "config.json"), write_text, r->config_json, err);
+}
+
+/* One optimizer step on a batch; adds to the running metrics. */
+static int train_step(run *r, const float *x, const int64_t *y, int n, incv3_error *err)
+{
+    const incv3_train_config *c = &r->cfg;
+    const int aux = c->aux;
+    /* Dropout masks differ per step and repeat on resume. */
+    incv3_forward_opts fo = {.mode = INCV3_TRAIN, .outputs = aux ? 3u : 1u, .for_backward = 1,
+                             .dropout_seed = incv3_rng_derive(c->seed ^ 0xd0d0, (uint64_t)r->st.step)};
+    if (incv3_graph_forward(r->g, x, n, &fo, err))
+        return -1;
+    const float *logits = incv3_graph_output(r->g, 0)->data;
+    float *dmain = r->dlogits, *daux = r->dlogits + (size_t)n * c->classes;
+    double loss, aux_loss = 0;
+    if (incv3_softmax_xent(logits, y, n, c->classes, (float)c->label_smoothing, 1.0f, dmain, &loss, err) ||
+        (aux && incv3_softmax_xent(incv3_graph_output(r->g, 1)->data, y, n, c->classes, (float)c->label_smoothing,
+                                   (float)c->aux_weight, daux, &aux_loss, err)))
+        return -1;
+    const double total = loss + c->aux_weight * aux_loss;
+    if (!isfinite(total))
+        return incv3_fail(err, "the loss became %s at epoch %d, batch %d (step %lld): stopping; the last good "
+                               "checkpoint is in %s",
+                          isnan(total) ? "NaN" : "infinite", r->st.epoch + 1, r->st.batch + 1,
+                          (long long)r->st.step + 1, r->ckpt_dir);
+    incv3_confusion_add(&r->st.train_conf, logits, y, n);
+    const float *d_out[INCV3_MAX_OUTPUTS] = {dmain, aux ? daux : NULL, NULL, NULL};
+    if (incv3_graph_backward(r->g, d_out, NULL, err))
+        return -1;
+    incv3_adamw_step(r->opt, r->g);
+    r->st.loss_sum += loss * n; /* the main head's loss, as the report's tables show */
+    r->st.seen += n;
+    r->st.step++;
+    r->st.batch++;
+    return 0;
+}
+
+static int end_of_epoch(run *r, double epoch_seconds, incv3_split_result *val, incv3_error *err)
+{
+    const int epoch = r->st.epoch + 1;
+    if (evaluate(r->g, &r->val, &r->pp, r->cfg.batch, r->cfg.label_smoothing, val, err))
+        return -1;
+    const double train_loss = r->st.seen ? r->st.loss_sum / r->st.seen : 0;
+    const double train_acc = incv3_confusion_accuracy(&r->st.train_conf), val_acc = incv3_confusion_accuracy(&val->conf);
+    printf("epoch %d: train loss %.4f acc %.2f%% | validation loss %.4f acc %.2f%% (%.0f s)\n", epoch, train_loss,
+           100 * train_acc, val->loss, 100 * val_acc, epoch_seconds);
+    const char *csv = out_path(r, "metrics.csv");
+    if (incv3_metrics_csv_append(csv, epoch, "train", train_loss, train_acc, epoch_seconds, err) ||
+        incv3_metrics_csv_append(csv, epoch, "validation", val->loss, val_acc, epoch_seconds, err))
+        return -1;
+    if (r->val.count && (r->st.best_epoch == 0 || val_acc > r->st.best_val_acc)) {
+        r->st.best_val_acc = val_acc;
+        r->st.best_epoch = epoch;
+        if (incv3_checkpoint_save(out_path(r, "best.safetensors"), r->g, NULL, r->config_json, NULL, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int finish(run *r, double seconds, const incv3_split_result *val, incv3_error *err)
+{
+    const incv3_train_config *c = &r->cfg;
+    incv3_split_result train = {"Training", r->st.seen ? r->st.loss_sum / r->st.seen : 0, r->st.train_conf};
+    incv3_split_result test = {"Testing", 0, {0}}, best = {"Testing", 0, {0}};
+    int rc = incv3_confusion_init(&test.conf, c->classes, err) || incv3_confusion_init(&best.conf, c->classes, err);
+    if (rc == 0)
+        rc = incv3_checkpoint_save(out_path(r, "model.safetensors"), r->g, NULL, r->config_json, NULL, err);
+    if (rc == 0)
+        rc = evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &test, err);
+    int have_best = 0;
+    if (rc == 0 && r->st.best_epoch > 0) {
+        rc = incv3_checkpoint_load(out_path(r, "best.safetensors"), r->g, NULL, NULL, NULL, err) ||
+             evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &best, err);
+        have_best = rc == 0;
+    }
+    if (rc == 0) {
+        report_ctx ctx = {c, &train, val, &test, have_best ? &best : NULL, r->st.best_epoch, r->st.epoch, seconds};
+        rc = incv3_write_file_atomic(out_path(r, "report.md"), write_report, &ctx, err);
+        if (rc == 0) {
+            printf("\n");
+            write_report(stdout, &ctx, NULL);
+        }
+    }
+    if (rc == 0) {
+        char csv[2400];
+        snprintf(csv, sizeof csv, "%s/metrics.csv", c->out);
+        rc = incv3_plot_curves(csv, c->out, stdout, err);
+    }
+    if (rc == 0)
+        printf("\nrun directory: %s (report.md, metrics.csv, config.json, model.safetensors, best.safetensors, "
+               "checkpoints/, loss.png, accuracy.png)\n",
+               c->out);
+    incv3_confusion_free(&test.conf);
+    incv3_confusion_free(&best.conf);
+    return rc;
+}
+
+int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, incv3_error *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = *cfg;
+    *interrupted = 0;
+    incv3_split_result val = {"Validation", 0, {0}};
+    int rc = setup(&r, resume, err) || incv3_confusion_init(&val.conf, cfg->classes, err) ? -1 : 0;
+    if (rc) {
+        run_free(&r);
+        return -1;
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    stop_requested = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    const int nb = incv3_loader_batches(r.loader);
+    progress pr = {.tty = isatty(STDOUT_FILENO)};
+    const double t0 = now_seconds();
+    printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels\n", cfg->epochs, nb, cfg->batch,
+           cfg->image_size, cfg->image_size, incv3_graph_default_isa());
+    while (rc == 0 && r.st.epoch < cfg->epochs) {
+        if (r.st.batch == 0) {
+            r.st.loss_sum = 0, r.st.seen = 0;
+            incv3_confusion_reset(&r.st.train_conf);
+        }
+        if ((rc = incv3_loader_start(r.loader, r.st.epoch, r.st.batch, err)))
+            break;
+        pr.epoch_start = now_seconds(), pr.last_print = 0, pr.images = 0;
+        const float *x;
+        const int64_t *y;
+        int n;
+        while (rc == 0 && incv3_loader_next(r.loader, &x, &y, &n)) {
+            if ((rc = train_step(&r, x, y, n, err)))
+                break;
+            pr.images += n;
+            show_progress(&pr, &r.st, nb, cfg->epochs, r.st.batch == nb);
+            if (cfg->checkpoint_every > 0 && r.st.step % cfg->checkpoint_every == 0 && r.st.batch < nb)
+                rc = save_checkpoint(&r, err);
+            if (rc == 0 && stop_requested && r.st.batch < nb) {
+                rc = save_checkpoint(&r, err);
+                if (rc == 0) {
+                    printf("\nstopped by a signal after epoch %d, batch %d; checkpoint written: resume with "
+                           "'incv3 train --resume %s'\n",
+                           r.st.epoch + 1, r.st.batch, cfg->out);
+                    *interrupted = 1;
+                }
+                goto done;
+            }
+        }
+        if (rc)
+            break;
+        if ((rc = end_of_epoch(&r, now_seconds() - pr.epoch_start, &val, err)))
+            break;
+        r.st.epoch++;
+        r.st.batch = 0;
+        if ((rc = save_checkpoint(&r, err)))
+            break;
+        if (stop_requested) {
+            printf("stopped by a signal after epoch %d; resume with 'incv3 train --resume %s'\n", r.st.epoch,
+                   cfg->out);
+            *interrupted = 1;
+            goto done;
+        }
+    }
+    if (rc == 0) {
+        /* A resumed finished run re-reports from its last validation. */
+        if (val.conf.counts && incv3_confusion_total(&val.conf) == 0)
+            rc = evaluate(r.g, &r.val, &r.pp, cfg->batch, cfg->label_smoothing, &val, err);
+        if (rc == 0)
+            rc = finish(&r, now_seconds() - t0, &val, err);
+    }
+done:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    incv3_confusion_free(&val.conf);
+    run_free(&r);
+    return rc;
+}
+
+int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_error *err)
+{
+    char path[4200], *config = NULL;
+    snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", out);
+    incv3_error open_err;
+    incv3_st_file *f = incv3_st_open(path, &open_err);
+    if (!f)
+        return incv3_fail(err, "--resume %s: no checkpoint to continue from (%s)", out, open_err.msg);
+    const char *meta = incv3_st_metadata(f, "config");
+    config = meta ? strdup(meta) : NULL;
+    incv3_st_close(f);
+    if (!config)
+        return incv3_fail(err, "%s: no \"config\" metadata", path);
+    int rc = config_from_json(config, path, cfg, err);
+    free(config);
+    return rc;
+}

@@ -1,0 +1,30 @@
+/* incv3 train / eval: the seed's MNIST experiment in one call. */
+#ifndef INCV3_TRAINER_H
+#define INCV3_TRAINER_H
+
+#include <stdint.h>
+
+#include "incv3/error.h"
+
+typedef struct incv3_train_config {
+    char data[2048];    /* directory with the four MNIST-format files */
+    char dataset[32];   /* "mnist" or "fashion-mnist" (same format; names the run) */
+    char out[2048];     /* run directory */
+    int epochs, batch, image_size, aux, classes, limit_train, threads, checkpoint_every;
+    double lr, weight_decay, aux_weight, label_smoothing, width, val_fraction, dropout, mean, std;
+    uint64_t seed;
+    char isa[16], conv_algo[16];
+} incv3_train_config;
+
+/* The seed's recipe: 10 epochs, batch 32, AdamW lr 1e-4, weight decay 0.01, aux weight 0.3, label
+ * smoothing 1e-4, 299x299, aux head on, validation 10%, MNIST normalization. */
+void incv3_train_config_default(incv3_train_config *c);
+
+/* Runs (or with `resume`, continues) a training run; returns 0, or -1 with err filled. SIGINT and SIGTERM
+ * end it after the current batch with a checkpoint (return 0, *interrupted = 1). */
+int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, incv3_error *err);
+
+/* Reads the settings of the run in `out` (its newest checkpoint) into cfg. */
+int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_error *err);
+
+#endif
