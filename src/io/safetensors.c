@@ -5,6 +5,7 @@
 #endif
 
 #include "incv3/safetensors.h"
+#include "util/atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -733,40 +734,21 @@ fail:
     return NULL;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    while (len > 0) {
-        size_t chunk = len < ST_IO_CHUNK ? len : ST_IO_CHUNK;
-        ssize_t r = write(fd, p, chunk);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0) {
-            /* A regular file that accepts nothing is out of space, whatever the kernel says. */
-            errno = ENOSPC;
-            return -1;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
+typedef struct st_write_ctx {
+    const incv3_st_writer *w;
+    const unsigned char *hdr;
+    size_t hdr_len;
+} st_write_ctx;
 
-static char *parent_dir(const char *path)
+static int write_body(FILE *f, void *vctx, incv3_error *err)
 {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return strdup(".");
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    char *d = malloc(len + 1);
-    if (d) {
-        memcpy(d, path, len);
-        d[len] = '\0';
-    }
-    return d;
+    const st_write_ctx *c = vctx;
+    if (fwrite(c->hdr, 1, c->hdr_len, f) != c->hdr_len)
+        return incv3_fail(err, "writing the header failed: %s", strerror(errno));
+    for (size_t i = 0; i < c->w->nt; i++)
+        if (c->w->t[i].nbytes && fwrite(c->w->t[i].data, 1, c->w->t[i].nbytes, f) != c->w->t[i].nbytes)
+            return incv3_fail(err, "writing tensor %.200s failed: %s", c->w->t[i].name, strerror(errno));
+    return 0;
 }
 
 int incv3_st_write(const incv3_st_writer *w, const char *path, incv3_error *err)
@@ -775,83 +757,12 @@ int incv3_st_write(const incv3_st_writer *w, const char *path, incv3_error *err)
         return incv3_fail(err, "safetensors writer: missing writer or destination path");
     if (!host_is_little_endian())
         return incv3_fail(err, "%s: safetensors files can only be written on little-endian hosts", path);
-
     size_t hdr_len = 0;
     unsigned char *hdr = build_header(w, path, &hdr_len, err);
     if (!hdr)
         return -1;
-
-    int rc = -1, fd = -1, tmp_exists = 0;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    char *dir = parent_dir(path);
-    if (!tmp || !dir) {
-        incv3_fail(err, "%s: out of memory", path);
-        goto out;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    /* Same directory as the destination, so the final rename cannot cross filesystems. */
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        incv3_fail(err, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    tmp_exists = 1;
-    /* mkstemp creates 0600; a checkpoint should be readable like any other output file. */
-    if (fchmod(fd, S_IRUSR | S_IWUSR | S_IRGRP | S_IROTH)) {
-        incv3_fail(err, "%s: cannot set permissions on %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    if (write_all(fd, hdr, hdr_len)) {
-        incv3_fail(err, "%s: writing the header failed: %s", path, strerror(errno));
-        goto out;
-    }
-    for (size_t i = 0; i < w->nt; i++) {
-        if (w->t[i].nbytes && write_all(fd, w->t[i].data, w->t[i].nbytes)) {
-            incv3_fail(err, "%s: writing tensor %.200s failed: %s", path, w->t[i].name, strerror(errno));
-            goto out;
-        }
-    }
-    /* Data must be on disk before the rename makes it visible, or a crash could leave a torn file. */
-    if (fsync(fd)) {
-        incv3_fail(err, "%s: fsync failed: %s", path, strerror(errno));
-        goto out;
-    }
-    int cfd = fd;
-    fd = -1;
-    if (close(cfd)) {
-        incv3_fail(err, "%s: closing the temporary file failed: %s", path, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path)) {
-        incv3_fail(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    tmp_exists = 0; /* renamed: nothing left to clean up */
-
-    /* Persist the directory entry; filesystems that cannot fsync a directory report EINVAL and are
-     * accepted as they are. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        incv3_fail(err, "%s: written, but opening directory %s to sync it failed: %s", path, dir, strerror(errno));
-        goto out;
-    }
-    if (fsync(dfd) && errno != EINVAL && errno != ENOTSUP) {
-        incv3_fail(err, "%s: written, but syncing directory %s failed: %s", path, dir, strerror(errno));
-        close(dfd);
-        goto out;
-    }
-    close(dfd);
-    rc = 0;
-
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp_exists)
-        unlink(tmp);
-    free(tmp);
-    free(dir);
+    st_write_ctx ctx = {w, hdr, hdr_len};
+    int rc = incv3_write_file_atomic(path, write_body, &ctx, err);
     free(hdr);
     return rc;
 }
