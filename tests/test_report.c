@@ -457,7 +457,7 @@ static void test_atomic_write(void **state)
     incv3_split_result tr = {INCV3_SPLIT_TRAIN, 0.25, {0}};
     assert_int_equal(incv3_confusion_init(&tr.conf, 4, NULL), 0);
     fill(&tr.conf, train_pairs, 7);
-    incv3_report_md r = {"# Run\n\nlr 1e-4", 1, &tr, NULL, NULL, 1};
+    incv3_report_md r = {"# Run\n\nlr 1e-4", 1, &tr, NULL, NULL, 1, NULL, 0};
     assert_int_equal(incv3_report_write_md(path, &r, &err), 0);
     s = slurp(path);
     assert_true(strncmp(s, "# Run\n\nlr 1e-4\n\n|", 17) == 0);

@@ -230,7 +230,20 @@ static int write_md(FILE *f, void *ctx, incv3_error *err)
                 return -1;
         }
     }
+    if (r->best_test) {
+        if (fprintf(f, "\n## Best validation weights (epoch %d, `best.safetensors`)\n\n", r->best_epoch) < 0 ||
+            incv3_report_tables(f, NULL, NULL, r->best_test))
+            return -1;
+        if (r->include_confusion && has_conf(r->best_test) &&
+            (fputc('\n', f) == EOF || incv3_report_confusion(f, &r->best_test->conf, "Confusion matrix (test, best weights)")))
+            return -1;
+    }
     return 0;
+}
+
+int incv3_report_print(FILE *out, const incv3_report_md *r, incv3_error *err)
+{
+    return write_md(out, (void *)r, err);
 }
 
 int incv3_report_write_md(const char *path, const incv3_report_md *r, incv3_error *err)

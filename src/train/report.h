@@ -29,7 +29,13 @@ typedef struct incv3_report_md {
                                   * which must sit beside report.md (as incv3_plot_curves writes them) */
     const incv3_split_result *train, *val, *test; /* the Results tables; any may be NULL */
     int include_confusion;       /* non-zero: a confusion matrix for each split that has one */
+    /* Optional second section: the test set with the best validation weights (NULL: none). */
+    const incv3_split_result *best_test;
+    int best_epoch;
 } incv3_report_md;
+
+/* Writes the report's content (as incv3_report_write_md) to an open stream, e.g. stdout. */
+int incv3_report_print(FILE *out, const incv3_report_md *r, incv3_error *err);
 
 /* Writes report.md atomically (util/atomic_file.h): on failure an existing file is left untouched and
  * err names path. Returns 0 or -1. */

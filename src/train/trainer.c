@@ -231,39 +231,20 @@ static int state_from_json(const char *text, const char *where, run_state *s, in
 
 /* ---- the report ---- */
 
-typedef struct report_ctx {
-    const incv3_train_config *cfg;
-    const incv3_split_result *train, *val, *test, *best_test;
-    int best_epoch, epochs_done;
-    double seconds;
-} report_ctx;
-
-static int write_report(FILE *f, void *vctx, incv3_error *err)
+/* The paragraph above the seed's tables: what was trained and how. */
+static void report_header(const incv3_train_config *c, int epochs_done, double seconds, char *buf, size_t len)
 {
-    (void)err;
-    const report_ctx *r = vctx;
-    fprintf(f, "# incv3: Inception-V3 on %s\n\n", r->cfg->dataset);
-    fprintf(f, "Trained for %d epoch%s (%.1f min) with a learning rate of %g, batch size of %d, auxiliary loss "
-               "weighting of %g, label smoothing factor of %g and weight decay of %g; input %dx%d, width %g, "
-               "aux head %s, seed %llu; data `%s`%s.\n\n",
-            r->epochs_done, r->epochs_done == 1 ? "" : "s", r->seconds / 60, r->cfg->lr, r->cfg->batch,
-            r->cfg->aux_weight, r->cfg->label_smoothing, r->cfg->weight_decay, r->cfg->image_size,
-            r->cfg->image_size, r->cfg->width, r->cfg->aux ? "on" : "off", (unsigned long long)r->cfg->seed,
-            r->cfg->data, r->cfg->limit_train ? " (first images only: --limit-train)" : "");
-    fputs("Final weights. Training figures are the running loss and predictions of the last epoch (training\n"
-          "mode, as the weights changed); validation and testing use inference mode.\n\n",
-          f);
-    incv3_report_tables(f, r->train, r->val, r->test);
-    fputc('\n', f);
-    incv3_report_confusion(f, &r->test->conf, "Confusion matrix, test set, final weights (rows: true class, "
-                                              "columns: predicted)");
-    if (r->best_test) {
-        fprintf(f, "\n## Best validation weights (epoch %d, `best.safetensors`)\n\n", r->best_epoch);
-        incv3_report_tables(f, NULL, NULL, r->best_test);
-        fputc('\n', f);
-        incv3_report_confusion(f, &r->best_test->conf, "Confusion matrix, test set, best weights");
-    }
-    return ferror(f) ? -1 : 0;
+    snprintf(buf, len,
+             "# incv3: Inception-V3 on %s\n\n"
+             "Trained over %d epoch%s (%.1f min) with a learning rate of %g, batch size of %d, auxiliary loss "
+             "weighting of %g, label smoothing factor of %g and weight decay of %g; input %dx%d, width %g, aux head "
+             "%s, seed %llu; data `%s`%s.\n\n"
+             "Final weights. The Training column is the running loss and predictions of the last epoch (training "
+             "mode, while the weights changed); Validation and Testing run in inference mode.\n",
+             c->dataset, epochs_done, epochs_done == 1 ? "" : "s", seconds / 60, c->lr, c->batch,
+             c->aux ? c->aux_weight : 0.0, c->label_smoothing, c->weight_decay, c->image_size, c->image_size,
+             c->width, c->aux ? "on" : "off", (unsigned long long)c->seed, c->data,
+             c->limit_train ? " (first images only: --limit-train)" : "");
 }
 
 /* ---- progress ---- */
@@ -465,8 +446,8 @@ static int end_of_epoch(run *r, double epoch_seconds, incv3_split_result *val, i
     printf("epoch %d: train loss %.4f acc %.2f%% | validation loss %.4f acc %.2f%% (%.0f s)\n", epoch, train_loss,
            100 * train_acc, val->loss, 100 * val_acc, epoch_seconds);
     const char *csv = out_path(r, "metrics.csv");
-    if (incv3_metrics_csv_append(csv, epoch, "train", train_loss, train_acc, epoch_seconds, err) ||
-        incv3_metrics_csv_append(csv, epoch, "validation", val->loss, val_acc, epoch_seconds, err))
+    if (incv3_metrics_csv_append(csv, epoch, INCV3_SPLIT_TRAIN, train_loss, train_acc, epoch_seconds, err) ||
+        incv3_metrics_csv_append(csv, epoch, INCV3_SPLIT_VAL, val->loss, val_acc, epoch_seconds, err))
         return -1;
     if (r->val.count && (r->st.best_epoch == 0 || val_acc > r->st.best_val_acc)) {
         r->st.best_val_acc = val_acc;
@@ -494,17 +475,20 @@ static int finish(run *r, double seconds, const incv3_split_result *val, incv3_e
         have_best = rc == 0;
     }
     if (rc == 0) {
-        report_ctx ctx = {c, &train, val, &test, have_best ? &best : NULL, r->st.best_epoch, r->st.epoch, seconds};
-        rc = incv3_write_file_atomic(out_path(r, "report.md"), write_report, &ctx, err);
-        if (rc == 0) {
-            printf("\n");
-            write_report(stdout, &ctx, NULL);
-        }
-    }
-    if (rc == 0) {
         char csv[2400];
         snprintf(csv, sizeof csv, "%s/metrics.csv", c->out);
         rc = incv3_plot_curves(csv, c->out, stdout, err);
+    }
+    if (rc == 0) {
+        char header[4096];
+        report_header(c, r->st.epoch, seconds, header, sizeof header);
+        incv3_report_md md = {header, 1, &train, val, &test, 1, have_best ? &best : NULL, r->st.best_epoch};
+        rc = incv3_report_write_md(out_path(r, "report.md"), &md, err);
+        if (rc == 0) {
+            putchar('\n');
+            md.include_plots = 0;
+            rc = incv3_report_print(stdout, &md, err);
+        }
     }
     if (rc == 0)
         printf("\nrun directory: %s (report.md, metrics.csv, config.json, model.safetensors, best.safetensors, "
