@@ -1,6 +1,9 @@
-# Sourced by scripts/test and scripts/demo: makes sure the Debian build dependencies are installed.
+# Sourced by scripts/test and scripts/demo: makes sure the Debian packages are installed.
 # As root it installs what is missing with apt-get; otherwise it prints the exact command and stops.
 incv3_build_packages=(gcc libc6-dev meson ninja-build pkg-config libhwloc-dev libcmocka-dev zlib1g-dev libjansson-dev)
+# Not needed to build: gnuplot draws loss.png and accuracy.png (the trainer writes the rest without it);
+# curl and gzip fetch MNIST; python3 compares checkpoints in the trainer test.
+incv3_run_packages=(gnuplot-nox curl ca-certificates gzip python3)
 
 incv3_ensure_packages() {
     local missing=() p
@@ -13,7 +16,7 @@ incv3_ensure_packages() {
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     else
-        echo "missing build dependencies; install them with:" >&2
+        echo "missing packages; install them with:" >&2
         echo "  sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi

@@ -87,6 +87,14 @@ err=$("$script" "$dir" 2>&1 >/dev/null); status=$?
 if [ "$status" -eq 0 ]; then check_idx t10k-labels-idx1-ubyte.gz 2049 1000
 else fail "repair run exited $status: $err"; fi
 
+# 3b. a relative DIR (the README's default is data/mnist), from another working directory
+err=$(cd "$tmp" && "$script" rel/mnist 2>&1 >/dev/null); status=$?
+if [ "$status" -eq 0 ] && [ -s "$tmp/rel/mnist/train-images-idx3-ubyte.gz" ]; then
+    ok "relative DIR"
+else
+    fail "relative DIR: exit $status, stderr: $err"
+fi
+
 # 4. unwritable DIR: a path below a regular file can never be created (even as root)
 touch "$tmp/plainfile"
 err=$("$script" "$tmp/plainfile/mnist" 2>&1 >/dev/null); status=$?

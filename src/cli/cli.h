@@ -23,5 +23,6 @@ int cmd_summary(int argc, char **argv);
 int cmd_check_golden(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

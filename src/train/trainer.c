@@ -600,3 +600,92 @@ int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_
     free(config);
     return rc;
 }
+
+/* ---- incv3 eval ---- */
+
+/* The model a weights file needs: its "config" metadata where it has one (incv3's files), else the
+ * caller's settings with the width read off the first convolution and the aux head present only when
+ * its tensors are (a PyTorch state_dict). */
+static int model_for_file(const incv3_st_file *f, const incv3_train_config *given, int aux_given,
+                          incv3_train_config *c, incv3_error *err)
+{
+    const char *meta = incv3_st_metadata(f, "config");
+    if (meta)
+        return config_from_json(meta, incv3_st_path(f), c, err);
+    *c = *given;
+    const incv3_st_tensor *stem = incv3_st_find(f, "stem.0.conv.weight");
+    if (!stem || stem->ndim != 4)
+        return incv3_fail(err, "%s: no stem.0.conv.weight: not a checkpoint of this model", incv3_st_path(f));
+    if (!aux_given)
+        c->aux = incv3_st_find(f, "aux.fc1.weight") != NULL;
+    const incv3_st_tensor *fc = incv3_st_find(f, "fc.weight");
+    if (fc && fc->ndim == 2)
+        c->classes = (int)fc->shape[0];
+    if (c->width > 0)
+        return 0;
+    /* The stem's 32 channels bound the width to [(k - 0.5) / 32, (k + 0.5) / 32); the rounding of the other
+     * channel counts decides within that interval, so try widths there (k / 32 first) until every tensor of
+     * the file has the model's shape. */
+    const double k0 = (double)stem->shape[0], lo = (k0 - 0.5) / 32, hi = (k0 + 0.5) / 32;
+    for (int i = -1; i < 512; i++) {
+        const double w = i < 0 ? k0 / 32 : lo + (hi - lo) * (i + 0.5) / 512;
+        incv3_model_config mc = incv3_model_config_default();
+        mc.image_size = c->image_size, mc.aux = c->aux, mc.classes = c->classes, mc.width = w;
+        incv3_graph *g = incv3_model_config_check(&mc, NULL) ? NULL : incv3_inception_v3(&mc, NULL);
+        int match = g != NULL;
+        for (size_t p = 0; g && match && p < incv3_graph_param_count(g); p++) {
+            const incv3_param *q = incv3_graph_param(g, p);
+            const incv3_st_tensor *t = incv3_st_find(f, q->name);
+            match = t && t->numel == q->numel;
+        }
+        incv3_graph_free(g);
+        if (match) {
+            c->width = w;
+            return 0;
+        }
+    }
+    return incv3_fail(err, "%s: no width of this model matches its tensors' shapes (give --width)", incv3_st_path(f));
+}
+
+int incv3_evaluate_file(const char *path, const incv3_train_config *given, int aux_given, incv3_error *err)
+{
+    incv3_st_file *f = incv3_st_open(path, err);
+    if (!f)
+        return -1;
+    incv3_train_config c;
+    int rc = model_for_file(f, given, aux_given, &c, err);
+    incv3_st_close(f);
+    if (rc)
+        return -1;
+    if (given->data[0])
+        snprintf(c.data, sizeof c.data, "%s", given->data);
+    else if (!c.data[0])
+        snprintf(c.data, sizeof c.data, "data/mnist");
+    incv3_model_config mc = incv3_model_config_default();
+    mc.image_size = c.image_size, mc.aux = c.aux, mc.classes = c.classes, mc.width = c.width;
+    incv3_dataset test;
+    incv3_graph *g = NULL;
+    incv3_split_result res = {INCV3_SPLIT_TEST, 0, {0}};
+    memset(&test, 0, sizeof test);
+    rc = incv3_model_config_check(&mc, err) || !(g = incv3_inception_v3(&mc, err)) ||
+         incv3_graph_set_kernels(g, given->isa, given->conv_algo, err) ||
+         incv3_checkpoint_load(path, g, NULL, NULL, NULL, err) ||
+         incv3_dataset_load_mnist(c.data, "t10k", c.classes, 0, &test, err) ||
+         incv3_confusion_init(&res.conf, c.classes, err)
+             ? -1
+             : 0;
+    if (rc == 0) {
+        printf("%s: Inception-V3 width %g, %dx%d, aux head %s, %d classes; test set of %s (%d images)\n", path,
+               c.width, c.image_size, c.image_size, c.aux ? "on" : "off", c.classes, c.data, test.count);
+        incv3_preprocess pp = {c.image_size, (float)c.mean, (float)c.std};
+        rc = evaluate(g, &test, &pp, c.batch > 0 ? c.batch : 32, c.label_smoothing, &res, err);
+    }
+    if (rc == 0) {
+        incv3_report_md md = {NULL, 0, NULL, NULL, &res, 1, NULL, 0};
+        rc = incv3_report_print(stdout, &md, err);
+    }
+    incv3_confusion_free(&res.conf);
+    incv3_dataset_free(&test);
+    incv3_graph_free(g);
+    return rc;
+}

@@ -24,6 +24,12 @@ void incv3_train_config_default(incv3_train_config *c);
  * end it after the current batch with a checkpoint (return 0, *interrupted = 1). */
 int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, incv3_error *err);
 
+/* incv3 eval: the test tables of a weights file (an incv3 checkpoint or model file, whose metadata gives
+ * the architecture, or a PyTorch state_dict saved as safetensors: architecture from `given` (image size,
+ * classes; width <= 0 and !aux_given mean "read them off the tensors"), num_batches_tracked ignored) on
+ * the t10k files of given->data. */
+int incv3_evaluate_file(const char *path, const incv3_train_config *given, int aux_given, incv3_error *err);
+
 /* Reads the settings of the run in `out` (its newest checkpoint) into cfg. */
 int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_error *err);
 
