@@ -1,6 +1,6 @@
 # Sourced by scripts/test and scripts/demo: makes sure the Debian packages are installed.
 # As root it installs what is missing with apt-get; otherwise it prints the exact command and stops.
-incv3_build_packages=(gcc libc6-dev meson ninja-build pkg-config libhwloc-dev libcmocka-dev zlib1g-dev libjansson-dev)
+incv3_build_packages=(gcc libc6-dev meson ninja-build pkg-config libhwloc-dev libcmocka-dev zlib1g-dev libjansson-dev libpng-dev)
 # Not needed to build: gnuplot draws loss.png and accuracy.png (the trainer writes the rest without it);
 # curl and gzip fetch MNIST; python3 compares checkpoints in the trainer test.
 incv3_run_packages=(gnuplot-nox curl ca-certificates gzip python3)

@@ -16,6 +16,7 @@ static void print_help(FILE *out)
           "Commands:\n"
           "  train          train on MNIST with the seed's recipe: report, plots, checkpoints, resume\n"
           "  eval           the test tables of a checkpoint (incv3's or a PyTorch state_dict in safetensors)\n"
+          "  predict        classify your own images (PGM or PNG) with a weights file: top classes, probabilities\n"
           "  summary        print the model table in the seed's format, totals and MACs\n"
           "  check-golden   check parity with a PyTorch golden file (shared/reference/make_golden.py)\n"
           "  bench          time whole-network training or inference steps (ms/step, images/s, peak memory)\n"
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "predict") == 0)
+        return cmd_predict(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "incv3: unknown flag %s (flags go after the command)\n", cmd);
     else

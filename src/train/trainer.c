@@ -62,6 +62,25 @@ static char *config_to_json(const incv3_train_config *c)
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     json_object_set_new(o, "seed", json_string(seed));
+    /* Where the run happened, for whoever reads config.json later (not read back). */
+    char cpu[256] = "unknown";
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    for (char line[512]; ci && fgets(line, sizeof line, ci);) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon) {
+            snprintf(cpu, sizeof cpu, "%s", colon + 2);
+            cpu[strcspn(cpu, "\n")] = '\0';
+            break;
+        }
+    }
+    if (ci)
+        fclose(ci);
+    json_object_set_new(o, "build", json_pack("{s:s, s:s, s:s, s:s}", "version", INCV3_VERSION, "type",
+                                              INCV3_BUILD_TYPE, "compiler", INCV3_COMPILER, "target",
+                                              INCV3_HOST_CPU));
+    json_object_set_new(o, "cpu", json_pack("{s:s, s:i, s:s}", "model", cpu, "online_cores",
+                                            (int)sysconf(_SC_NPROCESSORS_ONLN), "kernels",
+                                            strcmp(c->isa, "auto") ? c->isa : incv3_graph_default_isa()));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -647,33 +666,45 @@ static int model_for_file(const incv3_st_file *f, const incv3_train_config *give
     return incv3_fail(err, "%s: no width of this model matches its tensors' shapes (give --width)", incv3_st_path(f));
 }
 
-int incv3_evaluate_file(const char *path, const incv3_train_config *given, int aux_given, incv3_error *err)
+incv3_graph *incv3_load_model_file(const char *path, const incv3_train_config *given, int aux_given,
+                                   incv3_train_config *used, incv3_error *err)
 {
     incv3_st_file *f = incv3_st_open(path, err);
     if (!f)
-        return -1;
-    incv3_train_config c;
-    int rc = model_for_file(f, given, aux_given, &c, err);
+        return NULL;
+    int rc = model_for_file(f, given, aux_given, used, err);
     incv3_st_close(f);
     if (rc)
+        return NULL;
+    incv3_model_config mc = incv3_model_config_default();
+    mc.image_size = used->image_size, mc.aux = used->aux, mc.classes = used->classes, mc.width = used->width;
+    incv3_graph *g = NULL;
+    if (incv3_model_config_check(&mc, err) || !(g = incv3_inception_v3(&mc, err)) ||
+        incv3_graph_set_kernels(g, given->isa, given->conv_algo, err) ||
+        incv3_checkpoint_load(path, g, NULL, NULL, NULL, err)) {
+        incv3_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+int incv3_evaluate_file(const char *path, const incv3_train_config *given, int aux_given, incv3_error *err)
+{
+    incv3_train_config c;
+    incv3_graph *g = incv3_load_model_file(path, given, aux_given, &c, err);
+    if (!g)
         return -1;
     if (given->data[0])
         snprintf(c.data, sizeof c.data, "%s", given->data);
     else if (!c.data[0])
         snprintf(c.data, sizeof c.data, "data/mnist");
-    incv3_model_config mc = incv3_model_config_default();
-    mc.image_size = c.image_size, mc.aux = c.aux, mc.classes = c.classes, mc.width = c.width;
     incv3_dataset test;
-    incv3_graph *g = NULL;
     incv3_split_result res = {INCV3_SPLIT_TEST, 0, {0}};
     memset(&test, 0, sizeof test);
-    rc = incv3_model_config_check(&mc, err) || !(g = incv3_inception_v3(&mc, err)) ||
-         incv3_graph_set_kernels(g, given->isa, given->conv_algo, err) ||
-         incv3_checkpoint_load(path, g, NULL, NULL, NULL, err) ||
-         incv3_dataset_load_mnist(c.data, "t10k", c.classes, 0, &test, err) ||
-         incv3_confusion_init(&res.conf, c.classes, err)
-             ? -1
-             : 0;
+    int rc = incv3_dataset_load_mnist(c.data, "t10k", c.classes, 0, &test, err) ||
+                     incv3_confusion_init(&res.conf, c.classes, err)
+                 ? -1
+                 : 0;
     if (rc == 0) {
         printf("%s: Inception-V3 width %g, %dx%d, aux head %s, %d classes; test set of %s (%d images)\n", path,
                c.width, c.image_size, c.image_size, c.aux ? "on" : "off", c.classes, c.data, test.count);

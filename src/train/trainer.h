@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "incv3/error.h"
+#include "incv3/graph.h"
 
 typedef struct incv3_train_config {
     char data[2048];    /* directory with the four MNIST-format files */
@@ -29,6 +30,13 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
  * classes; width <= 0 and !aux_given mean "read them off the tensors"), num_batches_tracked ignored) on
  * the t10k files of given->data. */
 int incv3_evaluate_file(const char *path, const incv3_train_config *given, int aux_given, incv3_error *err);
+
+/* The model of a weights file, built as incv3 eval builds it (architecture from the file's "config"
+ * metadata, else from `given` as above; kernels from given->isa / given->conv_algo) with the file's weights
+ * loaded. *used receives the settings it was built with (image size, mean/std for preprocessing, classes).
+ * Returns the graph (the caller frees it with incv3_graph_free), or NULL with err filled. */
+incv3_graph *incv3_load_model_file(const char *path, const incv3_train_config *given, int aux_given,
+                                   incv3_train_config *used, incv3_error *err);
 
 /* Reads the settings of the run in `out` (its newest checkpoint) into cfg. */
 int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_error *err);
