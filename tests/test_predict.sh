@@ -20,8 +20,16 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 # A model for predict: an existing one can be given through INCV3_PREDICT_MODEL to save the training time.
 MODEL=${INCV3_PREDICT_MODEL:-}
+# The sanitizer pass of CI checks memory, not accuracy: it trains a smaller model and does not count hits.
+if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
+    recipe=(--epochs 1 --limit-train 200)
+    min_right=0
+else
+    recipe=(--epochs 2 --limit-train 2000)
+    min_right=6
+fi
 if [ -z "$MODEL" ]; then
-    "$INCV3" train --data "$DATA" --image-size 75 --no-aux --width 0.25 --epochs 2 --limit-train 2000 --lr 2e-3 \
+    "$INCV3" train --data "$DATA" --image-size 75 --no-aux --width 0.25 "${recipe[@]}" --lr 2e-3 \
         --out "$TMP/run" >"$TMP/train.log" 2>&1 || { tail -20 "$TMP/train.log"; fail "incv3 train"; }
     MODEL="$TMP/run/model.safetensors"
 fi
@@ -104,8 +112,8 @@ done
 "$INCV3" predict --checkpoint "$MODEL" --batch 4 "${NAMES[@]}" >"$TMP/out" 2>"$TMP/err" \
     || { cat "$TMP/err"; fail "predict exited $?"; }
 cat "$TMP/out"
-python3 - "$TMP/out" labels.txt 3 <<'EOF' || fail "predict output"
-import re, sys
+MIN_RIGHT=$min_right python3 - "$TMP/out" labels.txt 3 <<'EOF' || fail "predict output"
+import os, re, sys
 out, labels, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 want = dict(l.split() for l in open(labels))
 lines = open(out).read().splitlines()
@@ -122,7 +130,7 @@ for line in lines:
     assert len(set(c for c, _ in pairs)) == k, "repeated class: %r" % line
     right += pairs[0][0] == want[name]
 print("%d of %d digits right" % (right, len(lines)))
-assert right >= 6, "only %d of 10 digits right" % right
+assert right >= int(os.environ["MIN_RIGHT"]), "only %d of 10 digits right" % right
 EOF
 
 # --top 1 and --top 10 (all classes: probabilities sum to 1).

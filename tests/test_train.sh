@@ -134,12 +134,18 @@ cp "$data"/train-labels-idx1-ubyte.gz "$data"/t10k-* "$tmp/bad/"
 err=$("$exe" train --data "$tmp/bad" --out "$tmp/e" 2>&1 >/dev/null)
 [ $? -eq 1 ] && grep -q "train-images-idx3-ubyte.gz" <<<"$err" || fail "a corrupt images file was not named: $err"
 
-# 5. Learning: the issue's recipe reaches at least 90% on the real test set (PyTorch: 95.6%).
-"$exe" train --data "$data" --image-size 75 --no-aux --width 0.25 --epochs 3 --limit-train 6000 --lr 2e-3 \
-    --out "$tmp/learn" >"$tmp/learn.log" 2>&1 || fail "learning run failed: $(tail -3 "$tmp/learn.log")"
-acc=$(awk -F'|' '/^\| Accuracy \(%\) \|/ {gsub(/ /, "", $5); print $5; exit}' "$tmp/learn/report.md")
-echo "learning run: test accuracy $acc%"
-awk -v a="$acc" 'BEGIN { exit !(a >= 90) }' || fail "test accuracy $acc% < 90%"
+# 5. Learning: the issue's recipe reaches at least 90% on the real test set (PyTorch: 95.6%). The sanitizer
+# pass of CI checks memory, not accuracy, and skips this longest run.
+if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
+    echo "learning run skipped in the sanitizer pass (run by the release pass)"
+elif ! "$exe" train --data "$data" --image-size 75 --no-aux --width 0.25 --epochs 3 --limit-train 6000 --lr 2e-3 \
+    --out "$tmp/learn" >"$tmp/learn.log" 2>&1; then
+    fail "learning run failed: $(tail -3 "$tmp/learn.log")"
+else
+    acc=$(awk -F'|' '/^\| Accuracy \(%\) \|/ {gsub(/ /, "", $5); print $5; exit}' "$tmp/learn/report.md")
+    echo "learning run: test accuracy $acc%"
+    awk -v a="$acc" 'BEGIN { exit !(a >= 90) }' || fail "test accuracy $acc% < 90%"
+fi
 
 if [ "$fails" -ne 0 ]; then
     echo "$fails trainer checks failed"
