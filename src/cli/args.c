@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "train/trainer.h"
 
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, int *out)
 {
@@ -77,4 +78,29 @@ int cli_usage_hint(const char *cmd)
 {
     fprintf(stderr, "Try 'incv3 %s --help'.\n", cmd);
     return EXIT_USAGE;
+}
+
+int cli_model_flag(const char *cmd, int c, const char *arg, struct incv3_train_config *given, int *aux_given,
+                   int *bad)
+{
+    switch (c) {
+    case 's':
+        *bad = cli_parse_int(cmd, "--image-size", arg, 1, 4096, &given->image_size);
+        return 1;
+    case 'w':
+        /* The range is checked with the rest of the model configuration. */
+        *bad = cli_parse_double(cmd, "--width", arg, -HUGE_VAL, HUGE_VAL, &given->width);
+        return 1;
+    case 'n':
+        given->aux = 0, *aux_given = 1;
+        return 1;
+    case 'i':
+        snprintf(given->isa, sizeof given->isa, "%s", arg);
+        return 1;
+    case 'a':
+        snprintf(given->conv_algo, sizeof given->conv_algo, "%s", arg);
+        return 1;
+    default:
+        return 0;
+    }
 }

@@ -16,6 +16,13 @@ int cli_parse_double(const char *cmd, const char *flag, const char *text, double
  * end, or '?' after printing the error (the caller exits with EXIT_USAGE). */
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);
 
+struct incv3_train_config;
+/* The flags eval and predict share to describe a weights file's model and kernels (option values 's'
+ * --image-size, 'w' --width, 'n' --no-aux, 'i' --isa, 'a' --conv-algo). Returns 1 when c is one of them
+ * (*bad set when its value is invalid, after printing why), else 0. */
+int cli_model_flag(const char *cmd, int c, const char *arg, struct incv3_train_config *given, int *aux_given,
+                   int *bad);
+
 /* "Try 'incv3 CMD --help'." on stderr; returns EXIT_USAGE. */
 int cli_usage_hint(const char *cmd);
 

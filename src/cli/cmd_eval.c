@@ -42,13 +42,10 @@ int cmd_eval(int argc, char **argv)
         switch (c) {
         case 'c': ckpt = optarg; break;
         case 'd': snprintf(given.data, sizeof given.data, "%s", optarg); break;
-        case 's': bad = cli_parse_int("eval", "--image-size", optarg, 1, 4096, &given.image_size); break;
-        case 'w': bad = cli_parse_double("eval", "--width", optarg, -HUGE_VAL, HUGE_VAL, &given.width); break;
-        case 'n': given.aux = 0, aux_given = 1; break;
-        case 'i': snprintf(given.isa, sizeof given.isa, "%s", optarg); break;
-        case 'a': snprintf(given.conv_algo, sizeof given.conv_algo, "%s", optarg); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = 1;
+        default:
+            if (!cli_model_flag("eval", c, optarg, &given, &aux_given, &bad))
+                bad = 1;
         }
         if (bad)
             return cli_usage_hint("eval");

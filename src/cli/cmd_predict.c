@@ -107,13 +107,10 @@ int cmd_predict(int argc, char **argv)
         case 'c': ckpt = optarg; break;
         case 't': bad = cli_parse_int("predict", "--top", optarg, 1, 1000000, &top); break;
         case 'b': bad = cli_parse_int("predict", "--batch", optarg, 1, 4096, &batch); break;
-        case 's': bad = cli_parse_int("predict", "--image-size", optarg, 1, 4096, &given.image_size); break;
-        case 'w': bad = cli_parse_double("predict", "--width", optarg, -HUGE_VAL, HUGE_VAL, &given.width); break;
-        case 'n': given.aux = 0, aux_given = 1; break;
-        case 'i': snprintf(given.isa, sizeof given.isa, "%s", optarg); break;
-        case 'a': snprintf(given.conv_algo, sizeof given.conv_algo, "%s", optarg); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = 1;
+        default:
+            if (!cli_model_flag("predict", c, optarg, &given, &aux_given, &bad))
+                bad = 1;
         }
         if (bad)
             return cli_usage_hint("predict");
