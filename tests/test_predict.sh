@@ -141,6 +141,17 @@ p = [float(x) for x in re.findall(r'\(([0-9.]+)\)', open('$TMP/out10').read())]
 assert len(p) == 10 and abs(sum(p) - 1) < 2e-3, p
 " || fail "--top 10 output: $(cat "$TMP/out10")"
 [ "$("$INCV3" predict --checkpoint "$MODEL" --top 1 "${NAMES[1]}" | grep -o '(' | wc -l)" = 1 ] || fail "--top 1"
+# --logits: ten numbers whose softmax is what --top 10 printed (torch_interop.py compares them with PyTorch).
+"$INCV3" predict --checkpoint "$MODEL" --logits "${NAMES[0]}" >"$TMP/logits" || fail "--logits"
+python3 -c "
+import math, re
+l = [float(x) for x in open('$TMP/logits').read().split(':', 1)[1].split()]
+p = sorted(((float(v), int(c)) for c, v in re.findall(r'(\d+) \(([0-9.]+)\)', open('$TMP/out10').read())), reverse=True)
+m = max(l); s = sum(math.exp(v - m) for v in l)
+assert len(l) == 10, l
+for prob, c in p:
+    assert abs(math.exp(l[c] - m) / s - prob) < 1e-4, (c, prob, l)
+" || fail "--logits output: $(cat "$TMP/logits")"
 
 # Usage errors: exit 2 naming the flag.
 expect() { # expect CODE PATTERN -- command...
@@ -154,6 +165,7 @@ expect() { # expect CODE PATTERN -- command...
 expect 2 "--top 0" -- "$INCV3" predict --checkpoint "$MODEL" --top 0 "${NAMES[0]}"
 expect 2 "--top 11" -- "$INCV3" predict --checkpoint "$MODEL" --top 11 "${NAMES[0]}"
 expect 2 "--top x" -- "$INCV3" predict --checkpoint "$MODEL" --top x "${NAMES[0]}"
+expect 2 "--logits" -- "$INCV3" predict --checkpoint "$MODEL" --top 2 --logits "${NAMES[0]}"
 expect 2 "--checkpoint" -- "$INCV3" predict "${NAMES[0]}"
 expect 2 "IMAGE" -- "$INCV3" predict --checkpoint "$MODEL"
 expect 2 "--bogus" -- "$INCV3" predict --bogus --checkpoint "$MODEL" "${NAMES[0]}"

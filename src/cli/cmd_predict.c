@@ -11,8 +11,8 @@
 #include "train/trainer.h"
 
 static const char usage[] =
-    "Usage: incv3 predict --checkpoint FILE [--top K] [--batch N] [--image-size S] [--width W] [--no-aux]\n"
-    "                     [--isa I] [--conv-algo A] IMAGE...\n"
+    "Usage: incv3 predict --checkpoint FILE [--top K | --logits] [--batch N] [--image-size S] [--width W]\n"
+    "                     [--no-aux] [--isa I] [--conv-algo A] IMAGE...\n"
     "\n"
     "Classifies each IMAGE (binary P5 or ASCII P2 PGM, or PNG of any bit depth and colour type) and prints\n"
     "its K most probable classes with their softmax probabilities, one line per image:\n"
@@ -23,6 +23,8 @@ static const char usage[] =
     "\n"
     "  --checkpoint FILE  weights (safetensors): an incv3 checkpoint or model file, or a PyTorch state_dict\n"
     "  --top K            classes to print per image, 1..classes (default 3)\n"
+    "  --logits           print the raw logits of every class instead (9 significant digits, class order),\n"
+    "                     e.g. to compare with another implementation of the model\n"
     "  --batch N          images per forward pass (default 32)\n"
     "  --image-size S     input size for files without metadata (default 299)\n"
     "  --width W          channel multiplier for files without metadata (default: from the tensors)\n"
@@ -67,7 +69,17 @@ static void print_top(const char *name, const float *logits, int classes, int k,
     putchar('\n');
 }
 
-/* Runs the pending batch and prints its lines. Returns 0, or -1 after reporting the failure. */
+/* The logits as they are, enough digits to round-trip a float. */
+static void print_logits(const char *name, const float *logits, int classes)
+{
+    printf("%s:", name);
+    for (int c = 0; c < classes; c++)
+        printf(" %.9g", (double)logits[c]);
+    putchar('\n');
+}
+
+/* Runs the pending batch and prints its lines (the top k, or every logit when k is 0). Returns 0, or -1
+ * after reporting the failure. */
 static int flush(incv3_graph *g, const float *x, char **names, int n, int classes, int k, scored *tmp)
 {
     if (n == 0)
@@ -81,8 +93,12 @@ static int flush(incv3_graph *g, const float *x, char **names, int n, int classe
     }
     const incv3_tensor *out = incv3_graph_output(g, 0);
     const float *logits = out->data;
-    for (int i = 0; i < n; i++)
-        print_top(names[i], logits + (size_t)i * classes, classes, k, tmp);
+    for (int i = 0; i < n; i++) {
+        if (k)
+            print_top(names[i], logits + (size_t)i * classes, classes, k, tmp);
+        else
+            print_logits(names[i], logits + (size_t)i * classes, classes);
+    }
     fflush(stdout);
     return 0;
 }
@@ -94,18 +110,23 @@ int cmd_predict(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},      {"image-size", required_argument, NULL, 's'},
         {"width", required_argument, NULL, 'w'},      {"no-aux", no_argument, NULL, 'n'},
         {"isa", required_argument, NULL, 'i'},        {"conv-algo", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"logits", no_argument, NULL, 'l'},           {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     incv3_train_config given;
     incv3_train_config_default(&given);
     given.width = 0; /* read it off the tensors unless given */
     const char *ckpt = NULL;
-    int aux_given = 0, top = 3, batch = 32, c;
+    int aux_given = 0, top = 3, top_given = 0, logits = 0, batch = 32, c;
     while ((c = cli_getopt("predict", argc, argv, "h", opts)) != -1) {
         int bad = 0;
         switch (c) {
         case 'c': ckpt = optarg; break;
-        case 't': bad = cli_parse_int("predict", "--top", optarg, 1, 1000000, &top); break;
+        case 't':
+            bad = cli_parse_int("predict", "--top", optarg, 1, 1000000, &top);
+            top_given = 1;
+            break;
+        case 'l': logits = 1; break;
         case 'b': bad = cli_parse_int("predict", "--batch", optarg, 1, 4096, &batch); break;
         case 'h': fputs(usage, stdout); return 0;
         default:
@@ -114,6 +135,10 @@ int cmd_predict(int argc, char **argv)
         }
         if (bad)
             return cli_usage_hint("predict");
+    }
+    if (top_given && logits) {
+        fputs("incv3 predict: --top and --logits exclude each other (--logits prints every class)\n", stderr);
+        return cli_usage_hint("predict");
     }
     if (!ckpt) {
         fputs("incv3 predict: --checkpoint FILE is required\n", stderr);
@@ -166,11 +191,11 @@ int cmd_predict(int argc, char **argv)
         incv3_gray_image_free(&img);
         names[n++] = argv[i];
         if (n == batch) {
-            failed |= flush(g, x, names, n, classes, top, tmp) != 0;
+            failed |= flush(g, x, names, n, classes, logits ? 0 : top, tmp) != 0;
             n = 0;
         }
     }
-    failed |= flush(g, x, names, n, classes, top, tmp) != 0;
+    failed |= flush(g, x, names, n, classes, logits ? 0 : top, tmp) != 0;
     free(x), free(names), free(tmp);
     incv3_graph_free(g);
     return failed ? 1 : 0;
