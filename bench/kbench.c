@@ -15,10 +15,12 @@ static const char usage[] =
     "       incv3-kbench --peak [--threads T]\n"
     "\n"
     "Times one kernel per shape: checks it against the scalar reference on batch 1 first (relative error\n"
-    "<= 1e-5, else it is not timed), then runs it R times at batch B after a warm-up. Each row: kernel,\n"
-    "shape, median and min ms, GFLOP/s (2 x N x K x OH x OW x C x KH x KW, padded taps included, as oneDNN\n"
-    "counts), %% of the FMA peak of T threads measured by this process, and the speed-up over the reference\n"
-    "(timed on batch 1 by the check, scaled to the batch).\n"
+    "<= 1e-5, 1e-4 for Winograd kernels, else it is not timed), then runs it R times at batch B after a\n"
+    "warm-up. Each row: kernel, shape, median and min ms, GFLOP/s (2 x N x K x OH x OW x C x KH x KW, padded\n"
+    "taps included, as oneDNN counts: for Winograd the direct-equivalent rate, which can exceed 100%% of the\n"
+    "peak), %% of the FMA peak of T threads measured by this process, the speed-up over the reference (timed\n"
+    "on batch 1 by the check, scaled to the batch) and, for convolutions, over the direct kernel of the ISA\n"
+    "timed in the same run on the same shape.\n"
     "\n"
     "  --op OP        conv-fwd (default), conv-bwd-data, conv-bwd-weights; conv-bn-relu-fwd (the fused training\n"
     "                 forward: conv with BN statistics in its epilogue, then BN+ReLU in one pass; GFLOP/s of\n"
@@ -30,7 +32,10 @@ static const char usage[] =
     "  --count N      parameters for --op adamw\n"
     "  --mnk M,N,K    one GEMM for --op gemm (C = A B, B given N x K as the linear layers' weights); without\n"
     "                 it, the GEMMs of the model's linear layers at --batch (JSON/CSV: M, N, K in kh, k, c)\n"
-    "  --algo A       auto (default: the ISA's preferred kernel), ref, direct\n"
+    "  --algo A       convolutions: auto (default: every kernel of the ISA serving the shape is timed, the\n"
+    "                 fastest is reported), winograd (the fastest Winograd tile), or one of direct,\n"
+    "                 winograd-f2x2, winograd-f4x4 (3x3), winograd-f2, winograd-f4 (1x3/3x1; f2 also 1x7/7x1),\n"
+    "                 ref; other ops: auto, direct, ref\n"
     "  --isa I        auto (default: the best this CPU runs), scalar, avx2\n"
     "  --shape S      one convolution: C,H,W,K,KH,KW,stride,padH,padW\n"
     "  --suite S      inception (the 12 shapes oneDNN was measured on) or model (every distinct conv of\n"
@@ -125,8 +130,9 @@ static int parse_shape(const char *text, kbench_shape *s)
     return 0;
 }
 
+/* x_direct: the speed-up over the direct kernel on the same shape, 0 where it does not apply. */
 static void print_row(const char *format, const row_kernel *k, const char *op, const kbench_shape *s,
-                      int batch, int threads, const kbench_result *r, double peak, int header)
+                      int batch, int threads, const kbench_result *r, double peak, int header, double x_direct)
 {
     const double pct = 100.0 * r->gflops / peak;
     const double speedup = r->ref_ms_per_image * batch / r->median_ms;
@@ -134,31 +140,105 @@ static void print_row(const char *format, const row_kernel *k, const char *op, c
         printf("{\"kernel\":\"%s\",\"op\":\"%s\",\"algo\":\"%s\",\"isa\":\"%s\",\"c\":%d,\"h\":%d,\"w\":%d,\"k\":%d,"
                "\"kh\":%d,\"kw\":%d,\"stride\":%d,\"pad_h\":%d,\"pad_w\":%d,\"batch\":%d,\"threads\":%d,"
                "\"median_ms\":%.4f,\"min_ms\":%.4f,\"gflops\":%.3f,\"pct_peak\":%.2f,\"speedup_vs_ref\":%.2f,"
-               "\"peak_gflops\":%.2f,\"gbytes_per_s\":%.2f,\"check_rel_err\":%.3g}\n",
+               "\"peak_gflops\":%.2f,\"gbytes_per_s\":%.2f,\"check_rel_err\":%.3g,\"speedup_vs_direct\":%.3f}\n",
                k->name, op, k->algo, incv3_isa_name(k->isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride,
                s->pad_h, s->pad_w, batch, threads, r->median_ms, r->min_ms, r->gflops, pct, speedup, peak, r->gbytes,
-               r->check_err);
+               r->check_err, x_direct);
     } else if (strcmp(format, "csv") == 0) {
         if (header)
             puts("kernel,op,algo,isa,c,h,w,k,kh,kw,stride,pad_h,pad_w,batch,threads,median_ms,min_ms,gflops,"
-                 "pct_peak,speedup_vs_ref");
-        printf("%s,%s,%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.4f,%.4f,%.3f,%.2f,%.2f\n", k->name, op, k->algo,
-               incv3_isa_name(k->isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride, s->pad_h, s->pad_w, batch,
-               threads, r->median_ms, r->min_ms, r->gflops, pct, speedup);
+                 "pct_peak,speedup_vs_ref,speedup_vs_direct");
+        printf("%s,%s,%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.4f,%.4f,%.3f,%.2f,%.2f,%.3f\n", k->name, op,
+               k->algo, incv3_isa_name(k->isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride, s->pad_h, s->pad_w,
+               batch, threads, r->median_ms, r->min_ms, r->gflops, pct, speedup, x_direct);
     } else {
         if (header)
-            printf("%-32s %-16s %-28s %5s %3s %10s %10s %8s %6s %8s\n", "kernel", "op", "shape", "batch", "thr",
-                   "median_ms", "min_ms", "GFLOP/s", "%peak", "x ref");
+            printf("%-42s %-16s %-28s %5s %3s %10s %10s %8s %6s %8s %8s\n", "kernel", "op", "shape", "batch", "thr",
+                   "median_ms", "min_ms", "GFLOP/s", "%peak", "x ref", "x direct");
         char shape[64];
         if (k->shape)
             snprintf(shape, sizeof shape, "%s", k->shape);
         else
             snprintf(shape, sizeof shape, "%dx%dx%d->%d %dx%d s%d p%d,%d", s->c, s->h, s->w, s->k, s->kh, s->kw,
                      s->stride, s->pad_h, s->pad_w);
-        printf("%-32s %-16s %-28s %5d %3d %10.3f %10.3f %8.1f %5.1f%% %8.1f\n", k->name, op, shape, batch, threads,
-               r->median_ms, r->min_ms, r->gflops, pct, speedup);
+        char xd[16] = "-";
+        if (x_direct > 0)
+            snprintf(xd, sizeof xd, "%.2f", x_direct);
+        printf("%-42s %-16s %-28s %5d %3d %10.3f %10.3f %8.1f %5.1f%% %8.1f %8s\n", k->name, op, shape, batch,
+               threads, r->median_ms, r->min_ms, r->gflops, pct, speedup, xd);
     }
     fflush(stdout);
+}
+
+/* --algo values: the families auto and winograd, or an algorithm some kernel of the table has. */
+static int known_algo(const char *algo, int conv)
+{
+    if (!strcmp(algo, "auto") || !strcmp(algo, "ref") || !strcmp(algo, "direct"))
+        return 1;
+    if (!conv)
+        return 0;
+    if (!strcmp(algo, "winograd"))
+        return 1;
+    size_t n;
+    const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(t[i].algo, algo))
+            return 1;
+    return 0;
+}
+
+enum { NOT_SERVED = 2 };
+
+/* Times the kernels --algo selects for one shape: one named algorithm, or every member of a family (auto:
+ * all kernels of the ISA, winograd: its tiles) serving the shape, keeping the fastest in *best / *res.
+ * *direct_ms: the direct kernel's median on the shape in this run (timed for the comparison when it is
+ * not itself a candidate), 0 where there is none. Returns 0, NOT_SERVED, or -1 after a failed check. */
+static int conv_best(incv3_conv_pass pass, incv3_isa isa, const char *algo, const kbench_shape *s, int batch,
+                     int repeat, const incv3_conv_kernel **best, kbench_result *res, double *direct_ms)
+{
+    incv3_conv_shape cs = {.n = batch, .c = s->c, .h = s->h, .w = s->w, .k = s->k, .kh = s->kh, .kw = s->kw,
+                           .stride_h = s->stride, .stride_w = s->stride, .pad_top = s->pad_h,
+                           .pad_bottom = s->pad_h, .pad_left = s->pad_w, .pad_right = s->pad_w};
+    incv3_conv_shape_finish(&cs);
+    const int family = !strcmp(algo, "auto") || !strcmp(algo, "winograd");
+    const incv3_isa kisa = !strcmp(algo, "ref") ? INCV3_ISA_SCALAR : isa;
+    size_t n;
+    const incv3_conv_kernel *t = incv3_conv_kernel_table(&n), *direct = NULL;
+    int tried = 0;
+    *best = NULL;
+    *direct_ms = 0;
+    for (size_t i = 0; i < n; i++) {
+        const incv3_conv_kernel *k = &t[i];
+        if (k->pass != pass || k->isa != kisa || (k->supports && !k->supports(&cs)))
+            continue;
+        if (!strcmp(k->algo, "direct") && !direct)
+            direct = k;
+        const int pick = family ? (!strcmp(algo, "auto") || !strncmp(k->algo, "winograd", 8)) : !strcmp(k->algo, algo);
+        if (!pick || (family && *best && !strcmp(algo, "auto") && k->layout != (*best)->layout))
+            continue;
+        kbench_result r;
+        tried++;
+        if (kbench_conv(k, s, batch, repeat, &r))
+            continue; /* reported; a family goes on with its other members */
+        if (family && tried > 1)
+            fprintf(stderr, "incv3-kbench: %s %.3f ms\n", k->name, r.median_ms);
+        if (k == direct)
+            *direct_ms = r.median_ms;
+        if (!*best || r.median_ms < res->median_ms)
+            *best = k, *res = r;
+    }
+    if (!tried)
+        return NOT_SERVED;
+    if (!*best)
+        return -1;
+    if (direct && *direct_ms == 0 && *best != direct) {
+        kbench_result r;
+        if (kbench_conv(direct, s, batch, repeat, &r) == 0)
+            *direct_ms = r.median_ms;
+    } else if (*best == direct) {
+        *direct_ms = res->median_ms;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -265,7 +345,6 @@ int main(int argc, char **argv)
                 op);
         return 2;
     }
-    const int pass = (int)opn->pass;
     incv3_isa isa;
     if (strcmp(isa_name, "auto") == 0) {
         isa = incv3_isa_best();
@@ -279,8 +358,9 @@ int main(int argc, char **argv)
         }
         isa = (incv3_isa)v;
     }
-    if (strcmp(algo, "auto") && strcmp(algo, "ref") && strcmp(algo, "direct")) {
-        fprintf(stderr, "incv3-kbench: --algo %s: expected auto, ref or direct\n", algo);
+    if (!known_algo(algo, opn->kind == OP_CONV)) {
+        fprintf(stderr, "incv3-kbench: --algo %s: expected auto, ref or direct%s\n", algo,
+                opn->kind == OP_CONV ? ", winograd or a Winograd tile (see --help)" : "");
         return 2;
     }
 
@@ -294,7 +374,7 @@ int main(int argc, char **argv)
         const row_kernel rk = {vec ? "adamw_f32__avx2" : "adamw_f32_ref__scalar", vec ? "direct" : "ref",
                                vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, label};
         const kbench_shape none = {count, 1, 1, 0, 0, 0, 0, 0, 0};
-        print_row(format, &rk, op, &none, 1, threads, &r, peak, 1);
+        print_row(format, &rk, op, &none, 1, threads, &r, peak, 1, 0);
         fprintf(stderr, "incv3-kbench: AdamW over %d parameters: %.1f GB/s\n", count, r.gbytes);
         return 0;
     }
@@ -320,7 +400,7 @@ int main(int argc, char **argv)
             /* The row's shape fields carry M, N, K as kh, k and c (JSON and CSV). */
             const kbench_shape gs = {k, 1, 1, n, m, 1, 1, 0, 0};
             snprintf(label, sizeof label, "M%d N%d K%d%s", m, n, k, bt ? " B^T" : "");
-            print_row(format, &rk, op, &gs, 1, threads, &r, peak, grows++ == 0);
+            print_row(format, &rk, op, &gs, 1, threads, &r, peak, grows++ == 0, 0);
         }
         return 0;
     }
@@ -344,7 +424,7 @@ int main(int argc, char **argv)
     }
 
     int rows = 0, failures = 0;
-    double total_flop = 0, total_s = 0;
+    double total_flop = 0, total_s = 0, direct_total_s = 0, direct_rows_s = 0;
     for (size_t i = 0; i < n_shapes; i++) {
         const kbench_shape *s = &shapes[i];
         if (opn->kind == OP_CBR_FWD || opn->kind == OP_BR_BWD) {
@@ -358,7 +438,7 @@ int main(int argc, char **argv)
                 failures++;
                 continue;
             }
-            print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
+            print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0, 0);
             rows++;
             total_flop += r.gflops * r.median_ms / 1e3;
             total_s += r.median_ms / 1e3;
@@ -373,50 +453,44 @@ int main(int argc, char **argv)
                 failures++;
                 continue;
             }
-            print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
+            print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0, 0);
             rows++;
             total_flop += r.gflops * r.median_ms / 1e3;
             total_s += r.median_ms / 1e3;
             continue;
         }
-        incv3_conv_shape cs = {.n = batch, .c = s->c, .h = s->h, .w = s->w, .k = s->k, .kh = s->kh, .kw = s->kw,
-                               .stride_h = s->stride, .stride_w = s->stride, .pad_top = s->pad_h,
-                               .pad_bottom = s->pad_h, .pad_left = s->pad_w, .pad_right = s->pad_w};
-        incv3_conv_shape_finish(&cs);
+        kbench_result r;
         const incv3_conv_kernel *k = NULL;
-        if (strcmp(algo, "ref") == 0)
-            k = incv3_conv_kernel_find((incv3_conv_pass)pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, "ref", &cs);
-        else
-            for (int layout = 0; layout < 2 && !k; layout++)
-                k = incv3_conv_kernel_find((incv3_conv_pass)pass, isa, (incv3_layout)layout,
-                                           strcmp(algo, "auto") ? algo : NULL, &cs);
-        if (!k && strcmp(algo, "auto") == 0) {
-            k = incv3_conv_kernel_find((incv3_conv_pass)pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, &cs);
-            if (k)
-                fprintf(stderr, "incv3-kbench: note: no %s %s kernel for %dx%dx%d->%d; falling back to %s\n",
-                        incv3_isa_name(isa), op, s->c, s->h, s->w, s->k, k->name);
-        }
-        if (!k) {
+        double direct_ms = 0;
+        const int rc = conv_best(opn->pass, isa, algo, s, batch, repeat, &k, &r, &direct_ms);
+        if (rc == NOT_SERVED) {
             fprintf(stderr, "incv3-kbench: %s: no %s kernel with --algo %s for %dx%dx%d->%d %dx%d s%d%s\n", op,
                     incv3_isa_name(isa), algo, s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride,
-                    have_shape ? "" : " (skipped)");
+                    have_shape ? " (Winograd serves stride-1 3x3, 1x3, 3x1, 1x7 and 7x1 convolutions)" : " (skipped)");
             if (have_shape)
                 return 1;
             continue;
         }
-        kbench_result r;
-        if (kbench_conv(k, s, batch, repeat, &r)) {
+        if (rc) {
             failures++;
             continue;
         }
         const row_kernel rk = {k->name, k->algo, k->isa, NULL};
-        print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0);
+        print_row(format, &rk, op, s, batch, threads, &r, peak, rows == 0, direct_ms > 0 ? direct_ms / r.median_ms : 0);
         rows++;
         total_flop += r.gflops * r.median_ms / 1e3;
         total_s += r.median_ms / 1e3;
+        if (direct_ms > 0) {
+            direct_total_s += direct_ms / 1e3;
+            direct_rows_s += r.median_ms / 1e3;
+        }
     }
     if (rows > 1)
         fprintf(stderr, "incv3-kbench: %d shapes, time-weighted %.1f GFLOP/s = %.1f%% of the %.1f GFLOP/s peak\n",
                 rows, total_flop / total_s, 100.0 * total_flop / total_s / peak, peak);
+    if (rows > 1 && direct_rows_s > 0)
+        fprintf(stderr, "incv3-kbench: time-weighted speed-up over the direct kernel: %.2fx (%.1f ms direct, %.1f ms "
+                        "these kernels)\n",
+                direct_total_s / direct_rows_s, 1e3 * direct_total_s, 1e3 * direct_rows_s);
     return failures ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "incv3_config.h"
@@ -12,6 +13,26 @@ int incv3_cpu_has_avx2_fma(void)
 #else
     return 0;
 #endif
+}
+
+void incv3_cpu_model_name(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", INCV3_HOST_CPU);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    /* x86 says "model name"; some AArch64 kernels say nothing, others "Model" or "Hardware". */
+    for (char line[512]; fgets(line, sizeof line, f);) {
+        const char *colon = strchr(line, ':');
+        if (colon && (strncmp(line, "model name", 10) == 0 || strncmp(line, "Model\t", 6) == 0 ||
+                      strncmp(line, "Hardware", 8) == 0)) {
+            colon += colon[1] == ' ' ? 2 : 1;
+            snprintf(buf, len, "%s", colon);
+            buf[strcspn(buf, "\n")] = '\0';
+            break;
+        }
+    }
+    fclose(f);
 }
 
 static const char *const isa_names[INCV3_ISA_COUNT] = {"scalar", "avx2", "neon"};

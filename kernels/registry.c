@@ -5,23 +5,31 @@
 #include "incv3_config.h"
 #include "ref/ref_kernels.h"
 #if INCV3_HAVE_X86_64
+#include "avx2/avx2_fused.h"
 #include "avx2/avx2_kernels.h"
 #endif
 
+#define FWD(name_, algo_, isa_, layout_, supports_, ...)                                                      \
+    {.name = #name_, .pass = INCV3_CONV_FWD, .algo = algo_, .isa = isa_, .layout = layout_, .supports = supports_, \
+     .fn = {.fwd = name_}, __VA_ARGS__}
+#define BWD_DATA(name_, algo_, isa_, layout_, supports_, ...)                                                 \
+    {.name = #name_, .pass = INCV3_CONV_BWD_DATA, .algo = algo_, .isa = isa_, .layout = layout_,            \
+     .supports = supports_, .fn = {.bwd_data = name_}, __VA_ARGS__}
+#define BWD_WEIGHTS(name_, algo_, isa_, layout_, supports_)                                                   \
+    {.name = #name_, .pass = INCV3_CONV_BWD_WEIGHTS, .algo = algo_, .isa = isa_, .layout = layout_,         \
+     .supports = supports_, .fn = {.bwd_weights = name_}}
+
+/* Within a pass, ISA and layout, the first entry serving a shape is the default (direct, where the ISA
+ * has it); --conv-algo auto times the others against it. */
 static const incv3_conv_kernel conv_kernels[] = {
-    {"conv_fwd_f32_ref__scalar", INCV3_CONV_FWD, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL,
-     {.fwd = conv_fwd_f32_ref__scalar}},
-    {"conv_bwd_data_f32_ref__scalar", INCV3_CONV_BWD_DATA, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL,
-     {.bwd_data = conv_bwd_data_f32_ref__scalar}},
-    {"conv_bwd_weights_f32_ref__scalar", INCV3_CONV_BWD_WEIGHTS, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL,
-     {.bwd_weights = conv_bwd_weights_f32_ref__scalar}},
+    FWD(conv_fwd_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, .pack = NULL),
+    BWD_DATA(conv_bwd_data_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, .pack = NULL),
+    BWD_WEIGHTS(conv_bwd_weights_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL),
 #if INCV3_HAVE_X86_64
-    {"conv_fwd_f32_direct__avx2", INCV3_CONV_FWD, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL,
-     {.fwd = conv_fwd_f32_direct__avx2}},
-    {"conv_bwd_data_f32_direct__avx2", INCV3_CONV_BWD_DATA, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL,
-     {.bwd_data = conv_bwd_data_f32_direct__avx2}},
-    {"conv_bwd_weights_f32_direct__avx2", INCV3_CONV_BWD_WEIGHTS, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C,
-     NULL, {.bwd_weights = conv_bwd_weights_f32_direct__avx2}},
+    FWD(conv_fwd_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL,
+        .fwd_stats = conv_fwd_stats_f32_direct__avx2, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_direct__avx2),
+    BWD_DATA(conv_bwd_data_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),
+    BWD_WEIGHTS(conv_bwd_weights_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL),
 #endif
 };
 
@@ -41,6 +49,14 @@ const incv3_conv_kernel *incv3_conv_kernel_find(incv3_conv_pass pass, incv3_isa 
         if (!k->supports || k->supports(s))
             return k;
     }
+    return NULL;
+}
+
+const incv3_conv_kernel *incv3_conv_kernel_by_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof conv_kernels / sizeof conv_kernels[0]; i++)
+        if (strcmp(conv_kernels[i].name, name) == 0)
+            return &conv_kernels[i];
     return NULL;
 }
 

@@ -27,6 +27,13 @@ typedef void (*incv3_conv_bwd_data_fn)(const incv3_conv_shape *s, const float *d
                                        int accumulate);
 typedef void (*incv3_conv_bwd_weights_fn)(const incv3_conv_shape *s, const float *x, const float *dy,
                                           float *dw);
+/* Forward with the batch statistics of y for a following BatchNorm: sum[k], sumsq[k] over (n, oh, ow). */
+typedef void (*incv3_conv_fwd_stats_fn)(const incv3_conv_shape *s, const float *x, const float *w, float *y,
+                                        double *sum, double *sumsq);
+/* Inference forward with BatchNorm (running statistics, folded) and ReLU applied in the epilogue. */
+typedef void (*incv3_conv_fwd_bn_relu_fn)(const incv3_conv_shape *s, const float *x, const float *w, float *y,
+                                          const float *gamma, const float *beta, const float *mean,
+                                          const float *var, float eps);
 
 typedef struct incv3_conv_kernel {
     const char *name;
@@ -40,10 +47,20 @@ typedef struct incv3_conv_kernel {
         incv3_conv_bwd_data_fn bwd_data;
         incv3_conv_bwd_weights_fn bwd_weights;
     } fn;
+    /* Kernels that read the weights in a form of their own (Winograd's transformed filters): its size in
+     * floats and the packing from the layout's weights, done once per change of the weights. NULL: the
+     * kernel reads the layout's weights as they are. */
+    size_t (*packed_floats)(const incv3_conv_shape *s);
+    void (*pack)(const incv3_conv_shape *s, const float *w, float *packed);
+    /* Forward kernels only, NULL where absent: the fused epilogues of conv -> BatchNorm -> ReLU. */
+    incv3_conv_fwd_stats_fn fwd_stats;
+    incv3_conv_fwd_bn_relu_fn fwd_bn_relu_infer;
 } incv3_conv_kernel;
 
 /* CPU features, detected once. */
 int incv3_cpu_has_avx2_fma(void);
+/* The CPU's model name ("AMD EPYC 7B13"; /proc/cpuinfo where it has one, else the architecture). */
+void incv3_cpu_model_name(char *buf, size_t len);
 /* Best ISA this CPU runs among those compiled in. */
 incv3_isa incv3_isa_best(void);
 const char *incv3_isa_name(incv3_isa isa);
@@ -59,6 +76,8 @@ const incv3_conv_kernel *incv3_conv_kernel_table(size_t *count);
  * the order of preference). */
 const incv3_conv_kernel *incv3_conv_kernel_find(incv3_conv_pass pass, incv3_isa isa, incv3_layout layout,
                                                 const char *algo, const incv3_conv_shape *s);
+/* The kernel of that name, or NULL. */
+const incv3_conv_kernel *incv3_conv_kernel_by_name(const char *name);
 /* 1 when the table has kernels of this ISA in this layout. */
 int incv3_isa_has_layout(incv3_isa isa, incv3_layout layout);
 

@@ -147,6 +147,23 @@ else
     awk -v a="$acc" 'BEGIN { exit !(a >= 90) }' || fail "test accuracy $acc% < 90%"
 fi
 
+# 6. Fashion-MNIST (Debian's dataset-fashion-mnist), with its own default normalization, learns too.
+fashion=/usr/share/datasets/fashion-mnist
+if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
+    echo "fashion-mnist run skipped in the sanitizer pass"
+elif [ ! -f "$fashion/train-images-idx3-ubyte.gz" ]; then
+    echo "fashion-mnist run skipped: $fashion not found (apt-get install dataset-fashion-mnist)"
+elif ! "$exe" train --dataset fashion-mnist --image-size 75 --no-aux --width 0.25 --epochs 1 --limit-train 3000 \
+    --lr 2e-3 --out "$tmp/fashion" >"$tmp/fashion.log" 2>&1; then
+    fail "fashion-mnist run failed: $(tail -3 "$tmp/fashion.log")"
+else
+    grep -q '"mean": *0.286' "$tmp/fashion/config.json" && grep -q '"std": *0.353' "$tmp/fashion/config.json" ||
+        fail "fashion-mnist run did not use its normalization: $(grep -E '"(mean|std)"' "$tmp/fashion/config.json")"
+    acc=$(awk -F'|' '/^\| Accuracy \(%\) \|/ {gsub(/ /, "", $5); print $5; exit}' "$tmp/fashion/report.md")
+    echo "fashion-mnist run: test accuracy $acc%"
+    awk -v a="$acc" 'BEGIN { exit !(a >= 65) }' || fail "fashion-mnist test accuracy $acc% < 65%"
+fi
+
 if [ "$fails" -ne 0 ]; then
     echo "$fails trainer checks failed"
     exit 1

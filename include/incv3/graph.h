@@ -103,9 +103,23 @@ size_t incv3_graph_trainable_count(const incv3_graph *g);
 void incv3_graph_init_params(incv3_graph *g, uint64_t seed);
 
 /* ---- kernels ---- */
-/* Chooses the ISA ("auto", "scalar", ...) and convolution algorithm ("auto", "ref", ...) of later passes.
- * Errors name the value and list the ones this build and CPU offer. */
+/* Chooses the ISA ("auto", "scalar", ...) and convolution algorithm of later passes: "auto" (per layer and
+ * pass, the fastest kernel serving its shape), "winograd" (the fastest Winograd tile where one serves the
+ * shape, else direct), or one algorithm ("direct", "winograd-f4x4", "ref", ...; layers it cannot serve run
+ * direct). Errors name the value and list the ones this build and CPU offer.
+ *
+ * "auto" and "winograd" decide by timing each candidate once on the layer's shape at the first forward;
+ * the choices form the graph's plan, are cached per CPU model in $XDG_CACHE_HOME/incv3/conv-plan.json
+ * (~/.cache/incv3 when unset) and reused from there, so runs on one machine choose alike. */
 int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_algo, incv3_error *err);
+/* 1 when some convolution of the graph runs, at this batch, a kernel whose algorithm name starts with
+ * `algo_prefix` (e.g. "winograd"); makes the per-layer choices a forward at that batch would make. */
+int incv3_graph_conv_algo_in_use(incv3_graph *g, int batch, const char *algo_prefix);
+/* Writes the plan the graph has used so far (JSON) to path, atomically. */
+int incv3_graph_save_conv_plan(const incv3_graph *g, const char *path, incv3_error *err);
+/* Makes the graph follow the plan in path (as written by incv3_graph_save_conv_plan) wherever it has an
+ * entry; errors name the file. */
+int incv3_graph_load_conv_plan(incv3_graph *g, const char *path, incv3_error *err);
 /* The ISA "auto" gives the graph on this CPU and build, e.g. "scalar". */
 const char *incv3_graph_default_isa(void);
 /* Checks --isa/--conv-algo values without a graph (same errors as incv3_graph_set_kernels). */

@@ -35,10 +35,10 @@ incv3_graph *incv3_inception_v3(const incv3_model_config *cfg, incv3_error *err)
  * multiply-accumulates per image. Returns the total forward MACs. */
 double incv3_print_summary(incv3_graph *g, const incv3_model_config *cfg, FILE *out);
 
-/* Prints the kernels each layer runs with the graph's kernel choice (incv3_graph_set_kernels): for every
- * convolution its forward, backward-data and backward-weights kernels, and the kernel family of the other
- * layers. */
-void incv3_print_kernels(incv3_graph *g, FILE *out);
+/* Prints the kernels each layer runs at this batch with the graph's kernel choice (incv3_graph_set_kernels;
+ * for --conv-algo auto/winograd the plan, timing new shapes as a forward would): for every convolution its
+ * forward, backward-data and backward-weights kernels, and the kernel family of the other layers. */
+void incv3_print_kernels(incv3_graph *g, int batch, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,7 @@
 
 static const char usage[] =
     "Usage: incv3 summary [--image-size N] [--no-aux] [--classes K] [--width W] [--kernels [--isa I]\n"
-    "                     [--conv-algo A]]\n"
+    "                     [--conv-algo A] [--batch B] [--plan FILE]]\n"
     "\n"
     "Prints the model as a table in the seed's format (Layer (type) | Output Shape | Param #, with block\n"
     "headers), then the parameter totals and the forward multiply-accumulates per image.\n"
@@ -18,7 +18,11 @@ static const char usage[] =
     "  --width W        channel multiplier in (0, 4] (default 1; e.g. 0.25 for small test models)\n"
     "  --kernels        also print the kernel every layer runs (forward, backward-data, backward-weights)\n"
     "  --isa I          with --kernels: auto (default), scalar, avx2\n"
-    "  --conv-algo A    with --kernels: auto (default), ref, direct\n"
+    "  --conv-algo A    with --kernels: auto (default: per layer the fastest, timed once per machine and\n"
+    "                   cached), winograd (the fastest Winograd tile, direct where none serves), or one of\n"
+    "                   direct, winograd-f2x2, winograd-f4x4, winograd-f2, winograd-f4, ref\n"
+    "  --batch B        with --kernels: the batch the plan is made for (default 32)\n"
+    "  --plan FILE      with --kernels: follow a saved plan (a run's conv-plan.json)\n"
     "  -h, --help       this help\n";
 
 int cmd_summary(int argc, char **argv)
@@ -27,11 +31,12 @@ int cmd_summary(int argc, char **argv)
         {"image-size", required_argument, NULL, 's'}, {"no-aux", no_argument, NULL, 'n'},
         {"classes", required_argument, NULL, 'k'},    {"width", required_argument, NULL, 'w'},
         {"kernels", no_argument, NULL, 'K'},          {"isa", required_argument, NULL, 'i'},
-        {"conv-algo", required_argument, NULL, 'a'},  {"help", no_argument, NULL, 'h'},
+        {"conv-algo", required_argument, NULL, 'a'},  {"batch", required_argument, NULL, 'b'},
+        {"plan", required_argument, NULL, 'p'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int kernels = 0;
-    const char *isa = NULL, *algo = NULL;
+    int kernels = 0, batch = 32;
+    const char *isa = NULL, *algo = NULL, *plan = NULL;
     incv3_model_config cfg = incv3_model_config_default();
     int c;
     while ((c = cli_getopt("summary", argc, argv, "h", opts)) != -1) {
@@ -60,6 +65,13 @@ int cmd_summary(int argc, char **argv)
             break;
         case 'a':
             algo = optarg;
+            break;
+        case 'b':
+            if (cli_parse_int("summary", "--batch", optarg, 1, 4096, &batch))
+                return cli_usage_hint("summary");
+            break;
+        case 'p':
+            plan = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -93,8 +105,13 @@ int cmd_summary(int argc, char **argv)
             incv3_graph_free(g);
             return EXIT_USAGE;
         }
+        if (plan && incv3_graph_load_conv_plan(g, plan, &err)) {
+            fprintf(stderr, "incv3 summary: --plan %s\n", err.msg);
+            incv3_graph_free(g);
+            return 1;
+        }
         fputc('\n', stdout);
-        incv3_print_kernels(g, stdout);
+        incv3_print_kernels(g, batch, stdout);
     }
     incv3_graph_free(g);
     return 0;

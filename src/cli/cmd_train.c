@@ -40,7 +40,8 @@ static const char usage[] =
     "  --threads N           OpenMP threads (default: OMP_NUM_THREADS or every core)\n"
     "  --checkpoint-every N  also checkpoint every N batches (default: at the end of each epoch only)\n"
     "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto/direct/ref\n"
-    "  --mean M, --std S     input normalization of pixel/255, default 0.1307 and 0.3081 (MNIST)\n"
+    "  --mean M, --std S     input normalization of pixel/255, default 0.1307 and 0.3081 (MNIST), or 0.2860\n"
+    "                        and 0.3530 with --dataset fashion-mnist (its training set's statistics)\n"
     "  -h, --help            this help\n";
 
 enum { O_DATA = 256, O_DATASET, O_OUT, O_RESUME, O_EPOCHS, O_BATCH, O_LR, O_WD, O_AUXW, O_LS, O_SIZE, O_NOAUX,
@@ -66,7 +67,7 @@ int cmd_train(int argc, char **argv)
     incv3_train_config cfg;
     incv3_train_config_default(&cfg);
     const char *resume = NULL, *data = NULL, *out = NULL;
-    int epochs = -1, threads = 0, other_flags = 0, c;
+    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, c;
     const char *other_flag = NULL;
     double d;
     while ((c = cli_getopt("train", argc, argv, "h", opts)) != -1) {
@@ -111,8 +112,14 @@ int cmd_train(int argc, char **argv)
         case O_CKPT: bad = cli_parse_int("train", "--checkpoint-every", optarg, 1, 1 << 30, &cfg.checkpoint_every); break;
         case O_ISA: snprintf(cfg.isa, sizeof cfg.isa, "%s", optarg); break;
         case O_ALGO: snprintf(cfg.conv_algo, sizeof cfg.conv_algo, "%s", optarg); break;
-        case O_MEAN: bad = cli_parse_double("train", "--mean", optarg, -10, 10, &cfg.mean); break;
-        case O_STD: bad = cli_parse_double("train", "--std", optarg, 1e-6, 10, &cfg.std); break;
+        case O_MEAN:
+            bad = cli_parse_double("train", "--mean", optarg, -10, 10, &cfg.mean);
+            mean_given = 1;
+            break;
+        case O_STD:
+            bad = cli_parse_double("train", "--std", optarg, 1e-6, 10, &cfg.std);
+            std_given = 1;
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = 1;
         }
@@ -137,6 +144,12 @@ int cmd_train(int argc, char **argv)
         }
         snprintf(cfg.out, sizeof cfg.out, "%s", resume);
     } else {
+        if (strcmp(cfg.dataset, "fashion-mnist") == 0) {
+            if (!mean_given)
+                cfg.mean = 0.2860;
+            if (!std_given)
+                cfg.std = 0.3530;
+        }
         if (!data)
             data = strcmp(cfg.dataset, "fashion-mnist") == 0 ? "/usr/share/datasets/fashion-mnist" : "data/mnist";
         snprintf(cfg.data, sizeof cfg.data, "%s", data);

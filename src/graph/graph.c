@@ -52,6 +52,8 @@ void incv3_graph_free(incv3_graph *g)
     for (int i = 0; i < g->n_nodes; i++)
         release_node_state(&g->nodes[i]);
     incv3_tensor_free(&g->input_blk);
+    conv_plan_clear(&g->plan);
+    conv_plan_clear(&g->plan_cache);
     for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
         incv3_tensor_free(&g->out_plain[s]);
     for (size_t i = 0; i < g->n_params; i++) {
@@ -348,14 +350,23 @@ static int resolve_kernels(const char *isa, const char *conv_algo, incv3_isa *ou
         /* An algorithm of the chosen ISA's kernels (ref is the scalar ISA's: --isa scalar). */
         size_t n;
         const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
-        int known = 0;
+        int known = 0, family_listed = 0;
         char avail[256] = "auto";
         for (size_t i = 0; i < n; i++) {
             if (t[i].isa != chosen || t[i].pass != INCV3_CONV_FWD || t[i].layout != isa_layout(chosen))
                 continue;
-            if (strcmp(t[i].algo, conv_algo) == 0)
+            if (strcmp(t[i].algo, conv_algo) == 0 ||
+                (strcmp(conv_algo, "winograd") == 0 && strncmp(t[i].algo, "winograd-", 9) == 0))
                 known = 1;
-            if (!strstr(avail, t[i].algo)) {
+            if (strncmp(t[i].algo, "winograd-", 9) == 0 && !family_listed) {
+                strncat(avail, ", winograd", sizeof avail - strlen(avail) - 1);
+                family_listed = 1;
+            }
+            int listed = 0;
+            for (size_t j = 0; j < i; j++)
+                listed |= t[j].isa == chosen && t[j].pass == INCV3_CONV_FWD && t[j].layout == t[i].layout &&
+                          strcmp(t[j].algo, t[i].algo) == 0;
+            if (!listed) {
                 strncat(avail, ", ", sizeof avail - strlen(avail) - 1);
                 strncat(avail, t[i].algo, sizeof avail - strlen(avail) - 1);
             }
@@ -384,6 +395,19 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
     g->isa = chosen;
     g->layout = isa_layout(chosen);
     snprintf(g->conv_algo, sizeof g->conv_algo, "%s", conv_algo ? conv_algo : "auto");
+    g->batch = 0; /* kernels are chosen again at the next forward */
+    return 0;
+}
+
+int incv3_graph_save_conv_plan(const incv3_graph *g, const char *path, incv3_error *err)
+{
+    return conv_plan_write_file(&g->plan, path, g->conv_algo, err);
+}
+
+int incv3_graph_load_conv_plan(incv3_graph *g, const char *path, incv3_error *err)
+{
+    if (conv_plan_read_file(&g->plan, path, err))
+        return -1;
     g->batch = 0; /* kernels are chosen again at the next forward */
     return 0;
 }

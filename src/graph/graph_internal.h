@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "graph/conv_plan.h"
 #include "incv3/graph.h"
 #include "registry.h"
 
@@ -52,6 +53,11 @@ struct incv3_node {
     int keep;          /* output kept after forward for backward */
     const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
     float *wblk, *dwblk; /* conv: blocked copies of the weights and their gradient (blocked layout only) */
+    /* conv kernels with weights of their own form (Winograd): packed for the forward and backward-data
+     * kernels; wseen is the copy of the OIHW weights wpack was made from in inference (wseen_valid), so
+     * repeated inference passes skip the packing while the weights stay the same. */
+    float *wpack, *wpack_bwd, *wseen;
+    int wseen_valid;
     float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */
     /* Fusion of conv -> batchnorm -> relu chains in the blocked layout (planned by incv3_graph_plan_fusion):
      * conv: fuse_next = its batchnorm, which receives the per-channel sums from the conv's epilogue;
@@ -76,6 +82,9 @@ struct incv3_graph {
     incv3_isa isa;
     incv3_layout layout; /* activations' layout: NCHW (reference kernels) or NCHW8c (AVX2) */
     char conv_algo[32];
+    incv3_conv_plan plan;       /* per-layer choices of --conv-algo auto/winograd, made or loaded */
+    incv3_conv_plan plan_cache; /* this machine's cached choices, read at the first need */
+    int plan_cache_read, plan_timing_told;
     incv3_tensor input_blk;                      /* the caller's input reordered (blocked layout) */
     incv3_tensor out_plain[INCV3_MAX_OUTPUTS];   /* non-flat outputs reordered back to NCHW */
     int fwd_for_backward; /* the last forward kept state for backward */
@@ -136,9 +145,9 @@ static inline incv3_dims incv3_node_dims(const incv3_graph *g, const incv3_node 
     return (incv3_dims){g->batch, nd->c, nd->h, nd->w};
 }
 
-/* The convolution kernels (forward, backward-data, backward-weights) node nd runs with the graph's
- * kernel choice. */
-void incv3_conv_node_kernels(const incv3_graph *g, const incv3_node *nd, const incv3_conv_kernel *k[3]);
+/* The convolution kernels (forward, backward-data, backward-weights) node nd runs at this batch with the
+ * graph's kernel choice (for --conv-algo auto/winograd: its plan, the machine's cache, or timed now). */
+void incv3_conv_node_kernels(incv3_graph *g, const incv3_node *nd, int batch, const incv3_conv_kernel *k[3]);
 
 /* Layer types. */
 extern const incv3_layer_ops incv3_layer_input, incv3_layer_conv, incv3_layer_batchnorm, incv3_layer_relu,

@@ -2,9 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "avx2/avx2_fused.h"
 #include "graph/graph_internal.h"
-#include "incv3_config.h"
 #include "layout/reorder.h"
 
 static incv3_conv_shape conv_shape(const incv3_graph *g, const incv3_node *nd)
@@ -47,25 +45,84 @@ int incv3_graph_conv(incv3_graph *g, int in, const char *name, int out_c, int kh
     return id;
 }
 
-/* Forced algorithm where it can serve the shape, else the ISA's preferred kernel, in the graph's layout. */
-static const incv3_conv_kernel *choose(const incv3_graph *g, incv3_conv_pass pass, const incv3_conv_shape *s)
+/* The first kernel of the table (the ISA's preferred one, direct where it has it) serving the shape. */
+static const incv3_conv_kernel *default_kernel(const incv3_graph *g, incv3_conv_pass pass, const incv3_conv_shape *s)
 {
-    const char *algo = strcmp(g->conv_algo, "auto") == 0 ? NULL : g->conv_algo;
-    const incv3_conv_kernel *k = NULL;
-    if (algo)
-        k = incv3_conv_kernel_find(pass, g->isa, g->layout, algo, s);
-    if (!k)
-        k = incv3_conv_kernel_find(pass, g->isa, g->layout, NULL, s);
+    const incv3_conv_kernel *k = incv3_conv_kernel_find(pass, g->isa, g->layout, NULL, s);
     if (!k && g->layout == INCV3_LAYOUT_NCHW)
-        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, algo, s);
+        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, s);
     return k;
 }
 
-void incv3_conv_node_kernels(const incv3_graph *g, const incv3_node *nd, const incv3_conv_kernel *k[3])
+/* The fastest of the family's kernels serving s (s->n is the batch timed at), from the graph's plan, the
+ * machine's cache, or timed now. */
+static const incv3_conv_kernel *plan_choice(incv3_graph *g, incv3_conv_pass pass, const incv3_conv_shape *s)
+{
+    const char *family = g->conv_algo;
+    size_t n;
+    const incv3_conv_kernel *t = incv3_conv_kernel_table(&n), *cand[16];
+    int nc = 0;
+    for (size_t i = 0; i < n && nc < 16; i++)
+        if (t[i].pass == pass && t[i].isa == g->isa && t[i].layout == g->layout &&
+            (!t[i].supports || t[i].supports(s)) && conv_plan_in_family(&t[i], family))
+            cand[nc++] = &t[i];
+    if (nc == 0)
+        return default_kernel(g, pass, s);
+    if (nc == 1)
+        return cand[0];
+    char key[160];
+    conv_plan_key(key, sizeof key, family, pass, g->isa, s);
+    const char *name = conv_plan_get(&g->plan, key);
+    if (!name) {
+        if (!g->plan_cache_read) {
+            conv_plan_cache_read(&g->plan_cache);
+            g->plan_cache_read = 1;
+        }
+        name = conv_plan_get(&g->plan_cache, key);
+    }
+    for (int i = 0; name && i < nc; i++)
+        if (strcmp(cand[i]->name, name) == 0) {
+            conv_plan_put(&g->plan, key, name);
+            return cand[i];
+        }
+    if (!g->plan_timing_told) {
+        fprintf(stderr, "incv3: timing the convolution kernels of new layer shapes once (--conv-algo %s; the "
+                        "choice is cached for this CPU)\n", family);
+        g->plan_timing_told = 1;
+    }
+    const incv3_conv_kernel *best = cand[0];
+    double best_t = -1;
+    for (int i = 0; i < nc; i++) {
+        const double t_i = conv_plan_time_kernel(cand[i], s);
+        if (t_i >= 0 && (best_t < 0 || t_i < best_t))
+            best = cand[i], best_t = t_i;
+    }
+    conv_plan_put(&g->plan, key, best->name);
+    conv_plan_put(&g->plan_cache, key, best->name);
+    incv3_error err;
+    if (conv_plan_cache_add(key, best->name, &err) && g->plan_timing_told == 1) {
+        fprintf(stderr, "incv3: could not cache the convolution plan (%s); later runs time again\n", err.msg);
+        g->plan_timing_told = 2;
+    }
+    return best;
+}
+
+/* --conv-algo: a family chooses per layer; one algorithm runs where it serves the shape, direct elsewhere. */
+static const incv3_conv_kernel *choose(incv3_graph *g, incv3_conv_pass pass, const incv3_conv_shape *s)
+{
+    if (conv_plan_is_family(g->conv_algo))
+        return plan_choice(g, pass, s);
+    const incv3_conv_kernel *k = incv3_conv_kernel_find(pass, g->isa, g->layout, g->conv_algo, s);
+    if (!k && g->layout == INCV3_LAYOUT_NCHW)
+        k = incv3_conv_kernel_find(pass, INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, g->conv_algo, s);
+    return k ? k : default_kernel(g, pass, s);
+}
+
+void incv3_conv_node_kernels(incv3_graph *g, const incv3_node *nd, int batch, const incv3_conv_kernel *k[3])
 {
     const incv3_node *src = &g->nodes[nd->inputs[0]];
-    incv3_conv_shape s = {.n = 1, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh, .kw = nd->kw,
-                          .stride_h = nd->stride, .stride_w = nd->stride, .pad_top = nd->pad_h,
+    incv3_conv_shape s = {.n = batch, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh,
+                          .kw = nd->kw, .stride_h = nd->stride, .stride_w = nd->stride, .pad_top = nd->pad_h,
                           .pad_bottom = nd->pad_h, .pad_left = nd->pad_w, .pad_right = nd->pad_w};
     incv3_conv_shape_finish(&s);
     k[0] = choose(g, INCV3_CONV_FWD, &s);
@@ -73,64 +130,108 @@ void incv3_conv_node_kernels(const incv3_graph *g, const incv3_node *nd, const i
     k[2] = choose(g, INCV3_CONV_BWD_WEIGHTS, &s);
 }
 
+int incv3_graph_conv_algo_in_use(incv3_graph *g, int batch, const char *algo_prefix)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].ops != &incv3_layer_conv)
+            continue;
+        const incv3_conv_kernel *k[3];
+        incv3_conv_node_kernels(g, &g->nodes[i], batch, k);
+        for (int p = 0; p < 3; p++)
+            if (k[p] && strncmp(k[p]->algo, algo_prefix, strlen(algo_prefix)) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 static void conv_release(incv3_node *nd)
 {
     incv3_aligned_free(nd->wblk);
     incv3_aligned_free(nd->dwblk);
-    nd->wblk = nd->dwblk = NULL;
+    incv3_aligned_free(nd->wpack);
+    incv3_aligned_free(nd->wpack_bwd);
+    incv3_aligned_free(nd->wseen);
+    nd->wblk = nd->dwblk = nd->wpack = nd->wpack_bwd = nd->wseen = NULL;
+    nd->wseen_valid = 0;
 }
 
 static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *err)
 {
-    (void)batch;
-    incv3_conv_shape s = conv_shape(g, nd);
-    nd->kfwd = choose(g, INCV3_CONV_FWD, &s);
-    nd->kbwd_data = choose(g, INCV3_CONV_BWD_DATA, &s);
-    nd->kbwd_weights = choose(g, INCV3_CONV_BWD_WEIGHTS, &s);
+    const incv3_conv_kernel *k[3];
+    incv3_conv_node_kernels(g, nd, batch, k);
+    nd->kfwd = k[0], nd->kbwd_data = k[1], nd->kbwd_weights = k[2];
     if (!nd->kfwd || !nd->kbwd_data || !nd->kbwd_weights)
         return incv3_fail(err, "conv %s: no %s kernel serves this shape", nd->name, incv3_isa_name(g->isa));
     conv_release(nd);
     if (g->layout == INCV3_LAYOUT_NCHW8C) {
+        incv3_conv_shape s = conv_shape(g, nd);
         const size_t count = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
         nd->wblk = incv3_aligned_alloc(count * sizeof(float), 0);
         nd->dwblk = incv3_aligned_alloc(count * sizeof(float), 0);
-        if (!nd->wblk || !nd->dwblk)
+        int bad = !nd->wblk || !nd->dwblk;
+        if (nd->kfwd->pack)
+            bad |= !(nd->wpack = incv3_aligned_alloc(nd->kfwd->packed_floats(&s) * sizeof(float), 0));
+        if (nd->kbwd_data->pack)
+            bad |= !(nd->wpack_bwd = incv3_aligned_alloc(nd->kbwd_data->packed_floats(&s) * sizeof(float), 0));
+        if (bad)
             return incv3_fail(err, "conv %s: out of memory for the blocked weights", nd->name);
     }
     return 0;
 }
 
+/* The forward kernel's weights: blocked (and packed, for kernels with a form of their own) from the OIHW
+ * parameters. Training changes the weights every step, so they are converted at every training forward;
+ * inference passes (evaluation, predict) convert once and then only check that the weights are unchanged. */
+static const float *forward_weights(incv3_node *nd, const incv3_conv_shape *s, const float *w,
+                                    const incv3_forward_opts *o, incv3_error *err)
+{
+    if (!nd->wblk)
+        return w;
+    const size_t count = (size_t)s->k * s->c * s->kh * s->kw;
+    const int inference = o->mode == INCV3_INFER && !o->for_backward && nd->kfwd->pack;
+    if (inference && nd->wseen_valid && memcmp(nd->wseen, w, count * sizeof(float)) == 0)
+        return nd->wpack;
+    /* The optimizer updates the OIHW parameters (PyTorch's layout, as checkpoints store them); the
+     * blocked copy costs one pass over the weights per step. */
+    reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, w, nd->wblk);
+    if (!nd->kfwd->pack)
+        return nd->wblk;
+    nd->kfwd->pack(s, nd->wblk, nd->wpack);
+    nd->wseen_valid = 0;
+    if (inference) {
+        if (!nd->wseen && !(nd->wseen = incv3_aligned_alloc(count * sizeof(float), 0))) {
+            incv3_fail(err, "conv %s: out of memory for the weights' copy", nd->name);
+            return NULL;
+        }
+        memcpy(nd->wseen, w, count * sizeof(float));
+        nd->wseen_valid = 1;
+    }
+    return nd->wpack;
+}
+
 static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
     incv3_conv_shape s = conv_shape(g, nd);
-    const float *w = incv3_node_param(g, nd, 0)->data;
-    if (nd->wblk) {
-        /* The optimizer updates the OIHW parameters (PyTorch's layout, as checkpoints store them); the
-         * blocked copy costs one pass over the weights per step. */
-        reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, nd->wblk);
-        w = nd->wblk;
-    }
-#if INCV3_HAVE_X86_64
+    const float *w = forward_weights(nd, &s, incv3_node_param(g, nd, 0)->data, o, err);
+    if (!w)
+        return -1;
     if (nd->fuse_next >= 0 && incv3_fused_inference(g)) {
         /* BatchNorm (running statistics) and ReLU in the epilogue, straight into the relu's output. */
         const incv3_node *bn = &g->nodes[nd->fuse_next];
         incv3_node *relu = &g->nodes[bn->fuse_next];
         if (incv3_node_alloc_output(g, relu, err))
             return -1;
-        conv_bn_relu_fwd_infer_f32_direct__avx2(
-            &s, incv3_node_input_data(g, nd, 0), w, relu->out.data, incv3_node_param(g, bn, 0)->data,
-            incv3_node_param(g, bn, 1)->data, incv3_node_param(g, bn, 2)->data, incv3_node_param(g, bn, 3)->data,
-            bn->eps);
+        nd->kfwd->fwd_bn_relu_infer(&s, incv3_node_input_data(g, nd, 0), w, relu->out.data,
+                                    incv3_node_param(g, bn, 0)->data, incv3_node_param(g, bn, 1)->data,
+                                    incv3_node_param(g, bn, 2)->data, incv3_node_param(g, bn, 3)->data, bn->eps);
         return 0;
     }
     if (g->fuse_active && nd->fuse_next >= 0 && o->mode == INCV3_TRAIN) {
-        /* The batchnorm's statistics come from the epilogue while each output row is still in cache. */
+        /* The batchnorm's statistics come from the epilogue while each output tile is still in cache. */
         const incv3_node *bn = &g->nodes[nd->fuse_next];
-        conv_fwd_stats_f32_direct__avx2(&s, incv3_node_input_data(g, nd, 0), w, nd->out.data, bn->stat_sum,
-                                        bn->stat_sumsq);
+        nd->kfwd->fwd_stats(&s, incv3_node_input_data(g, nd, 0), w, nd->out.data, bn->stat_sum, bn->stat_sumsq);
         return 0;
     }
-#endif
     nd->kfwd->fn.fwd(&s, incv3_node_input_data(g, nd, 0), w, nd->out.data);
     return 0;
 }
@@ -147,8 +248,15 @@ static int conv_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
         return -1;
-    if (dx)
-        nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, nd->wblk ? nd->wblk : w->data, dx, acc);
+    if (dx) {
+        /* The blocked weights are this step's: backward follows a forward that converted them. */
+        const float *wk = nd->wblk ? nd->wblk : w->data;
+        if (nd->kbwd_data->pack) {
+            nd->kbwd_data->pack(&s, nd->wblk, nd->wpack_bwd);
+            wk = nd->wpack_bwd;
+        }
+        nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, wk, dx, acc);
+    }
     return 0;
 }
 

@@ -148,15 +148,14 @@ static const char *family(const incv3_graph *g, const incv3_node *nd)
     return "";
 }
 
-void incv3_print_kernels(incv3_graph *g, FILE *out)
+void incv3_print_kernels(incv3_graph *g, int batch, FILE *out)
 {
-    fprintf(out, "Kernels (ISA %s, layout %s, --conv-algo %s):\n\n", incv3_isa_name(g->isa),
-            g->layout == INCV3_LAYOUT_NCHW8C ? "NCHW8c" : "NCHW", g->conv_algo);
-    fprintf(out, "| %-32s | %-18s | %-36s | %-36s | %-36s |\n", "Layer", "Output Shape", "Forward", "Backward-data",
+    fprintf(out, "Kernels (ISA %s, layout %s, --conv-algo %s, batch %d):\n\n", incv3_isa_name(g->isa),
+            g->layout == INCV3_LAYOUT_NCHW8C ? "NCHW8c" : "NCHW", g->conv_algo, batch);
+    static const char dashes[] = "--------------------------------------------------";
+    fprintf(out, "| %-32s | %-18s | %-42s | %-42s | %-42s |\n", "Layer", "Output Shape", "Forward", "Backward-data",
             "Backward-weights");
-    fprintf(out, "|%.34s|%.20s|%.38s|%.38s|%.38s|\n", "----------------------------------------",
-            "----------------------------------------", "----------------------------------------",
-            "----------------------------------------", "----------------------------------------");
+    fprintf(out, "|%.34s|%.20s|%.44s|%.44s|%.44s|\n", dashes, dashes, dashes, dashes, dashes);
     for (int i = 1; i < g->n_nodes; i++) {
         const incv3_node *nd = &g->nodes[i];
         char shape[48], label[INCV3_NAME_MAX];
@@ -167,11 +166,11 @@ void incv3_print_kernels(incv3_graph *g, FILE *out)
         snprintf(label, sizeof label, "%s", nd->name[0] ? nd->name : nd->ops->kind);
         if (nd->ops == &incv3_layer_conv) {
             const incv3_conv_kernel *k[3];
-            incv3_conv_node_kernels(g, nd, k);
-            fprintf(out, "| %-32s | %-18s | %-36s | %-36s | %-36s |\n", label, shape, k[0] ? k[0]->name : "none",
+            incv3_conv_node_kernels(g, nd, batch, k);
+            fprintf(out, "| %-32s | %-18s | %-42s | %-42s | %-42s |\n", label, shape, k[0] ? k[0]->name : "none",
                     k[1] ? k[1]->name : "none", k[2] ? k[2]->name : "none");
         } else {
-            fprintf(out, "| %-32s | %-18s | %-112s |\n", label, shape, family(g, nd));
+            fprintf(out, "| %-32s | %-18s | %-130s |\n", label, shape, family(g, nd));
         }
     }
 }

@@ -16,6 +16,7 @@
 #include "incv3/model.h"
 #include "incv3/train.h"
 #include "incv3_config.h"
+#include "registry.h"
 #include "incv3/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
@@ -63,18 +64,8 @@ static char *config_to_json(const incv3_train_config *c)
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     json_object_set_new(o, "seed", json_string(seed));
     /* Where the run happened, for whoever reads config.json later (not read back). */
-    char cpu[256] = "unknown";
-    FILE *ci = fopen("/proc/cpuinfo", "r");
-    for (char line[512]; ci && fgets(line, sizeof line, ci);) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && colon) {
-            snprintf(cpu, sizeof cpu, "%s", colon + 2);
-            cpu[strcspn(cpu, "\n")] = '\0';
-            break;
-        }
-    }
-    if (ci)
-        fclose(ci);
+    char cpu[256];
+    incv3_cpu_model_name(cpu, sizeof cpu);
     json_object_set_new(o, "build", json_pack("{s:s, s:s, s:s, s:s}", "version", INCV3_VERSION, "type",
                                               INCV3_BUILD_TYPE, "compiler", INCV3_COMPILER, "target",
                                               INCV3_HOST_CPU));
@@ -357,6 +348,9 @@ static int save_checkpoint(run *r, incv3_error *err)
              (long long)r->st.step);
     snprintf(last, sizeof last, "%s/last.safetensors", r->ckpt_dir);
     int rc = !pos ? incv3_fail(err, "out of memory") : 0;
+    /* The kernels chosen so far, before the checkpoint that depends on them: --resume follows this plan. */
+    if (rc == 0)
+        rc = incv3_graph_save_conv_plan(r->g, out_path(r, "conv-plan.json"), err);
     if (rc == 0)
         rc = incv3_checkpoint_save(path, r->g, r->opt, r->config_json, pos, err);
     if (rc == 0)
@@ -409,6 +403,10 @@ static int setup(run *r, int resume, incv3_error *err)
         char last[2600], *pos = NULL;
         snprintf(last, sizeof last, "%s/last.safetensors", r->ckpt_dir);
         if (incv3_checkpoint_load(last, r->g, r->opt, NULL, &pos, err))
+            return -1;
+        /* The same kernels as before the stop, so the resumed run computes what the uninterrupted one would. */
+        const char *plan = out_path(r, "conv-plan.json");
+        if (access(plan, F_OK) == 0 && incv3_graph_load_conv_plan(r->g, plan, err))
             return -1;
         int rc = state_from_json(pos, last, &r->st, err);
         free(pos);
