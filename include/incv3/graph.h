@@ -72,6 +72,9 @@ typedef struct incv3_node_info {
     double macs;            /* forward multiply-accumulates per sample (conv, linear) */
     int kh, kw, stride, pad_h, pad_w; /* conv and pooling geometry, else 0 */
     int in_c, in_h, in_w;   /* shape of the (first) input */
+    /* conv: the kernels of its forward, backward-data and backward-weights passes chosen at the last
+     * batch prepared (NULL before the first forward) */
+    const char *kernel_fwd, *kernel_bwd_data, *kernel_bwd_weights;
 } incv3_node_info;
 
 size_t incv3_graph_node_count(const incv3_graph *g);
@@ -144,6 +147,13 @@ const incv3_tensor *incv3_graph_output(const incv3_graph *g, int slot);
  * gradient of the input. Needs a forward with for_backward set. */
 int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTPUTS], float *d_input,
                          incv3_error *err);
+
+/* Per-node timing of later passes, for profiles (off by default: it costs two clock reads per node and
+ * pass). Turning it on (again) zeroes the accumulated times; returns -1 when out of memory. */
+int incv3_graph_set_profiling(incv3_graph *g, int on);
+/* Seconds node spent in forward and in backward since profiling was turned on (0 when off). A fused
+ * conv -> batchnorm -> relu chain is timed where it runs: the conv's forward, the batchnorm's backward. */
+void incv3_graph_node_time(const incv3_graph *g, int node, double *fwd_s, double *bwd_s);
 
 /* Bytes held now by activations and gradients (for memory reports). Peak since the last reset. */
 size_t incv3_graph_peak_activation_bytes(const incv3_graph *g);

@@ -1,5 +1,6 @@
 /* incv3 bench: whole-network step time, images/s and peak memory. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,21 +14,29 @@
 
 static const char usage[] =
     "Usage: incv3 bench [--mode train|infer] [--image-size N] [--batch B] [--no-aux] [--width W]\n"
-    "                   [--repeat R] [--isa I] [--conv-algo A] [--format table|json]\n"
+    "                   [--threads N[,N...]] [--repeat R] [--isa I] [--conv-algo A] [--profile]\n"
+    "                   [--format table|json]\n"
     "\n"
-    "Times whole-network steps on random data after one warm-up step: a training step is forward (batch\n"
-    "statistics) + loss + backward + AdamW; inference is a forward with running statistics. Prints the median\n"
-    "and best ms per step, images/s and the process's peak resident memory.\n"
+    "Times whole-network steps on random data after one warm-up step per thread count: a training step is\n"
+    "forward (batch statistics) + loss + backward + AdamW; inference is a forward with running statistics.\n"
+    "Prints the median and best ms per step, images/s, the speed-up and parallel efficiency (speed-up /\n"
+    "threads, against the first count given scaled to one thread) and the process's peak resident memory.\n"
+    "With several thread counts the steps are interleaved (1, 2, 1, 2, ...) so the host's noise hits every\n"
+    "count alike.\n"
     "\n"
     "  --mode M         train (default) or infer\n"
     "  --image-size N   input size (default 299)\n"
     "  --batch B        images per step (default 32)\n"
     "  --no-aux         without the auxiliary head\n"
     "  --width W        channel multiplier (default 1)\n"
-    "  --repeat R       timed steps (default 3)\n"
+    "  --threads LIST   thread counts, e.g. 1,2 (default: OMP_NUM_THREADS or every core)\n"
+    "  --repeat R       timed steps per thread count (default 3)\n"
     "  --isa I          auto (default), scalar, ...\n"
-    "  --conv-algo A    auto (default), ref, ...\n"
-    "  --format F       table (default) or json (one object per line)\n"
+    "  --conv-algo A    auto (default), direct, winograd, ...\n"
+    "  --profile        then R more steps at the last thread count timing every layer's forward and\n"
+    "                   backward, printed with the convolutions' kernels and GFLOP/s to standard error\n"
+    "  --format F       table (default) or json (one object per thread count and line, nothing else on\n"
+    "                   standard output)\n"
     "  -h, --help       this help\n";
 
 static double now_seconds(void)
@@ -43,6 +52,110 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Everything one timed step needs. */
+typedef struct bench_ctx {
+    incv3_graph *g;
+    incv3_adamw *opt;
+    const float *input;
+    const int64_t *labels;
+    float *dl;
+    int batch, classes, train, with_aux;
+} bench_ctx;
+
+static int run_step(const bench_ctx *b, incv3_error *err)
+{
+    incv3_forward_opts fo = {.mode = b->train ? INCV3_TRAIN : INCV3_INFER, .outputs = b->with_aux ? 3u : 1u,
+                             .for_backward = b->train};
+    if (incv3_graph_forward(b->g, b->input, b->batch, &fo, err))
+        return -1;
+    if (!b->train)
+        return 0;
+    double loss, aux_loss = 0;
+    const size_t nk = (size_t)b->batch * b->classes;
+    if (incv3_softmax_xent(incv3_graph_output(b->g, 0)->data, b->labels, b->batch, b->classes, 1e-4f, 1.0f, b->dl,
+                           &loss, err) ||
+        (b->with_aux && incv3_softmax_xent(incv3_graph_output(b->g, 1)->data, b->labels, b->batch, b->classes,
+                                           1e-4f, 0.3f, b->dl + nk, &aux_loss, err)))
+        return -1;
+    const float *d_out[INCV3_MAX_OUTPUTS] = {b->dl, b->with_aux ? b->dl + nk : NULL, NULL, NULL};
+    if (incv3_graph_backward(b->g, d_out, NULL, err))
+        return -1;
+    incv3_adamw_step(b->opt, b->g);
+    return 0;
+}
+
+/* "1,2,4" -> counts; returns the number, 0 after reporting a bad list. */
+static int parse_threads(const char *text, int *out, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p && n < max) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || (*end && *end != ',')) {
+            fprintf(stderr, "incv3 bench: --threads %s: expected thread counts like 1,2,4 (each 1..4096)\n", text);
+            return 0;
+        }
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0 || *p)
+        fprintf(stderr, "incv3 bench: --threads %s: expected 1 to %d thread counts like 1,2,4\n", text, max);
+    return *p ? 0 : n;
+}
+
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Per-layer times of the profiled steps, to stderr: convolutions with their kernels and GFLOP/s, then the
+ * total per layer kind. */
+static void print_profile(const incv3_graph *g, int batch, int steps, int threads)
+{
+    fprintf(stderr, "\nprofile: %d step%s at %d thread%s, ms per step\n", steps, steps > 1 ? "s" : "", threads,
+            threads > 1 ? "s" : "");
+    fprintf(stderr, "%-30s %-9s %9s %9s %8s %8s  %s\n", "layer", "kind", "fwd_ms", "bwd_ms", "fwd_GF/s", "bwd_GF/s",
+            "kernels (fwd / bwd-data / bwd-weights)");
+    const char *kinds[16];
+    double kind_ms[16] = {0}, total = 0;
+    int nkinds = 0;
+    for (size_t i = 1; i < incv3_graph_node_count(g); i++) {
+        incv3_node_info info;
+        incv3_graph_node_info(g, (int)i, &info);
+        double f, b;
+        incv3_graph_node_time(g, (int)i, &f, &b);
+        f *= 1e3 / steps, b *= 1e3 / steps;
+        total += f + b;
+        int k = 0;
+        while (k < nkinds && strcmp(kinds[k], info.kind))
+            k++;
+        if (k == nkinds && nkinds < 16)
+            kinds[nkinds++] = info.kind;
+        if (k < 16)
+            kind_ms[k] += f + b;
+        if (strcmp(info.kind, "conv") != 0)
+            continue;
+        const double flop = 2.0 * info.macs * batch;
+        char fg[16] = "-", bg[16] = "-";
+        if (f > 0)
+            snprintf(fg, sizeof fg, "%.1f", flop / f / 1e6);
+        if (b > 0)
+            snprintf(bg, sizeof bg, "%.1f", 2 * flop / b / 1e6);
+        fprintf(stderr, "%-30s %-9s %9.2f %9.2f %8s %8s  %s / %s / %s\n", info.name, info.kind, f, b, fg, bg,
+                info.kernel_fwd ? info.kernel_fwd : "-", info.kernel_bwd_data ? info.kernel_bwd_data : "-",
+                info.kernel_bwd_weights ? info.kernel_bwd_weights : "-");
+    }
+    fprintf(stderr, "per kind:");
+    for (int k = 0; k < nkinds; k++)
+        fprintf(stderr, " %s %.1f ms (%.0f%%)%s", kinds[k], kind_ms[k], total > 0 ? 100 * kind_ms[k] / total : 0,
+                k + 1 < nkinds ? "," : "\n");
+    fprintf(stderr, "layers in total: %.1f ms per step (the rest of a step: loss, optimizer, reorders at the graph's "
+                    "edges)\n",
+            total);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -50,11 +163,12 @@ int cmd_bench(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},     {"no-aux", no_argument, NULL, 'n'},
         {"width", required_argument, NULL, 'w'},     {"repeat", required_argument, NULL, 'r'},
         {"isa", required_argument, NULL, 'i'},       {"conv-algo", required_argument, NULL, 'a'},
-        {"format", required_argument, NULL, 'f'},    {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},    {"threads", required_argument, NULL, 't'},
+        {"profile", no_argument, NULL, 'p'},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_model_config cfg = incv3_model_config_default();
-    int batch = 32, repeat = 3, train = 1, json = 0;
+    int batch = 32, repeat = 3, train = 1, json = 0, profile = 0, counts[16], ncounts = 0;
     const char *isa = NULL, *algo = NULL;
     int c;
     while ((c = cli_getopt("bench", argc, argv, "h", opts)) != -1) {
@@ -91,6 +205,13 @@ int cmd_bench(int argc, char **argv)
         case 'a':
             algo = optarg;
             break;
+        case 't':
+            if (!(ncounts = parse_threads(optarg, counts, 16)))
+                return cli_usage_hint("bench");
+            break;
+        case 'p':
+            profile = 1;
+            break;
         case 'f':
             if (strcmp(optarg, "table") != 0 && strcmp(optarg, "json") != 0) {
                 fprintf(stderr, "incv3 bench: --format %s: must be table or json\n", optarg);
@@ -109,6 +230,8 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "incv3 bench: unexpected argument '%s'\n", argv[optind]);
         return cli_usage_hint("bench");
     }
+    if (ncounts == 0)
+        counts[ncounts++] = omp_get_max_threads();
     incv3_error err;
     if (incv3_model_config_check(&cfg, &err)) {
         fprintf(stderr, "incv3 bench: %s\n", err.msg);
@@ -129,7 +252,7 @@ int cmd_bench(int argc, char **argv)
     float *input = malloc(in_count * sizeof(float));
     int64_t *labels = malloc((size_t)batch * sizeof *labels);
     float *dl = malloc((size_t)batch * cfg.classes * 2 * sizeof(float));
-    double *times = malloc((size_t)(repeat + 1) * sizeof(double));
+    double *times = malloc((size_t)repeat * (size_t)ncounts * sizeof(double));
     incv3_adamw *opt = train ? incv3_adamw_new(g, (incv3_adamw_hparams){1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f}, &err)
                              : NULL;
     int rc = 0;
@@ -144,57 +267,68 @@ int cmd_bench(int argc, char **argv)
         input[i] = (float)(2.0 * incv3_rng_uniform(&st) - 1.0);
     for (int i = 0; i < batch; i++)
         labels[i] = (int64_t)(incv3_rng_next(&st) % (uint64_t)cfg.classes);
-    int with_aux = train && cfg.aux;
-    for (int it = 0; it <= repeat; it++) {
+    const bench_ctx b = {g, opt, input, labels, dl, batch, cfg.classes, train, train && cfg.aux};
+    const char *mode = train ? "train" : "infer";
+    /* One warm-up step per count (first-touch, kernel choice, caches), then rounds over the counts. */
+    for (int t = 0; t < ncounts; t++) {
+        omp_set_num_threads(counts[t]);
         double t0 = now_seconds();
-        incv3_forward_opts fo = {.mode = train ? INCV3_TRAIN : INCV3_INFER, .outputs = with_aux ? 3u : 1u,
-                                 .for_backward = train};
-        if (incv3_graph_forward(g, input, batch, &fo, &err)) {
-            fprintf(stderr, "incv3 bench: %s\n", err.msg);
+        if (run_step(&b, &err))
+            goto step_failed;
+        if (!json)
+            fprintf(stderr, "%s warm-up, %d thread%s: %.1f ms\n", mode, counts[t], counts[t] > 1 ? "s" : "",
+                    1e3 * (now_seconds() - t0));
+    }
+    for (int r = 0; r < repeat; r++) {
+        for (int t = 0; t < ncounts; t++) {
+            omp_set_num_threads(counts[t]);
+            double t0 = now_seconds();
+            if (run_step(&b, &err))
+                goto step_failed;
+            times[(size_t)t * repeat + r] = now_seconds() - t0;
+            if (!json)
+                fprintf(stderr, "%s step %d/%d, %d thread%s: %.1f ms\n", mode, r + 1, repeat, counts[t],
+                        counts[t] > 1 ? "s" : "", 1e3 * times[(size_t)t * repeat + r]);
+        }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double rss_mib = ru.ru_maxrss / 1024.0;
+    double base_rate = 0;
+    for (int t = 0; t < ncounts; t++) {
+        double *v = times + (size_t)t * repeat;
+        const double median = median_of(v, repeat), rate = batch / median;
+        if (t == 0)
+            base_rate = rate / counts[0]; /* one thread's share at the first count */
+        const double speedup = rate / base_rate, eff = speedup / counts[t];
+        if (json)
+            printf("{\"mode\":\"%s\",\"image_size\":%d,\"batch\":%d,\"aux\":%s,\"width\":%g,\"isa\":\"%s\","
+                   "\"conv_algo\":\"%s\",\"threads\":%d,\"median_ms_per_step\":%.3f,\"min_ms_per_step\":%.3f,"
+                   "\"images_per_s\":%.3f,\"speedup\":%.3f,\"efficiency\":%.3f,\"peak_rss_mib\":%.1f}\n",
+                   mode, cfg.image_size, batch, cfg.aux ? "true" : "false", cfg.width, isa ? isa : "auto",
+                   algo ? algo : "auto", counts[t], 1e3 * median, 1e3 * v[0], rate, speedup, eff, rss_mib);
+        else
+            printf("%s step, %dx%d, batch %d, aux %s, width %g, %d thread%s: median %.1f ms (best %.1f ms), "
+                   "%.2f images/s, speed-up %.2f, efficiency %.0f%%, peak RSS %.0f MiB\n",
+                   mode, cfg.image_size, cfg.image_size, batch, cfg.aux ? "on" : "off", cfg.width, counts[t],
+                   counts[t] > 1 ? "s" : "", 1e3 * median, 1e3 * v[0], rate, speedup, 100 * eff, rss_mib);
+    }
+    if (profile) {
+        /* Separate steps, so the per-layer clock reads do not touch the timings above. */
+        if (incv3_graph_set_profiling(g, 1)) {
+            fputs("incv3 bench: out of memory for the profile\n", stderr);
             rc = 1;
             goto done;
         }
-        if (train) {
-            double loss, aux_loss = 0;
-            size_t nk = (size_t)batch * cfg.classes;
-            if (incv3_softmax_xent(incv3_graph_output(g, 0)->data, labels, batch, cfg.classes, 1e-4f, 1.0f, dl,
-                                   &loss, &err) ||
-                (with_aux && incv3_softmax_xent(incv3_graph_output(g, 1)->data, labels, batch, cfg.classes, 1e-4f,
-                                                0.3f, dl + nk, &aux_loss, &err))) {
-                fprintf(stderr, "incv3 bench: %s\n", err.msg);
-                rc = 1;
-                goto done;
-            }
-            const float *d_out[INCV3_MAX_OUTPUTS] = {dl, with_aux ? dl + nk : NULL, NULL, NULL};
-            if (incv3_graph_backward(g, d_out, NULL, &err)) {
-                fprintf(stderr, "incv3 bench: %s\n", err.msg);
-                rc = 1;
-                goto done;
-            }
-            incv3_adamw_step(opt, g);
-        }
-        times[it] = now_seconds() - t0;
-        if (!json)
-            fprintf(stderr, "%s step %d/%d: %.1f ms%s\n", train ? "train" : "infer", it, repeat, 1e3 * times[it],
-                    it == 0 ? " (warm-up)" : "");
+        for (int r = 0; r < repeat; r++)
+            if (run_step(&b, &err))
+                goto step_failed;
+        print_profile(g, batch, repeat, counts[ncounts - 1]);
     }
-    qsort(times + 1, (size_t)repeat, sizeof(double), cmp_double);
-    double median = repeat % 2 ? times[1 + repeat / 2] : 0.5 * (times[repeat / 2] + times[repeat / 2 + 1]);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double rss_mib = ru.ru_maxrss / 1024.0;
-    const char *mode = train ? "train" : "infer";
-    if (json)
-        printf("{\"mode\":\"%s\",\"image_size\":%d,\"batch\":%d,\"aux\":%s,\"width\":%g,\"isa\":\"%s\","
-               "\"conv_algo\":\"%s\",\"median_ms_per_step\":%.3f,\"min_ms_per_step\":%.3f,\"images_per_s\":%.3f,"
-               "\"peak_rss_mib\":%.1f}\n",
-               mode, cfg.image_size, batch, cfg.aux ? "true" : "false", cfg.width, isa ? isa : "auto",
-               algo ? algo : "auto", 1e3 * median, 1e3 * times[1], batch / median, rss_mib);
-    else
-        printf("%s step, %dx%d, batch %d, aux %s, width %g: median %.1f ms (best %.1f ms), %.2f images/s, "
-               "peak RSS %.0f MiB\n",
-               mode, cfg.image_size, cfg.image_size, batch, cfg.aux ? "on" : "off", cfg.width, 1e3 * median,
-               1e3 * times[1], batch / median, rss_mib);
+    goto done;
+step_failed:
+    fprintf(stderr, "incv3 bench: %s\n", err.msg);
+    rc = 1;
 done:
     incv3_adamw_free(opt);
     free(times);

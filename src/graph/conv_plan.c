@@ -33,7 +33,8 @@ int conv_plan_put(incv3_conv_plan *p, const char *key, const char *kernel)
 {
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->entries[i].key, key) == 0) {
-            snprintf(p->entries[i].kernel, sizeof p->entries[i].kernel, "%s", kernel);
+            if (p->entries[i].kernel != kernel) /* snprintf onto its own source is undefined */
+                snprintf(p->entries[i].kernel, sizeof p->entries[i].kernel, "%s", kernel);
             return 0;
         }
     if (p->n == p->cap) {

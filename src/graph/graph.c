@@ -54,6 +54,8 @@ void incv3_graph_free(incv3_graph *g)
     incv3_tensor_free(&g->input_blk);
     conv_plan_clear(&g->plan);
     conv_plan_clear(&g->plan_cache);
+    free(g->prof_fwd);
+    free(g->prof_bwd);
     for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
         incv3_tensor_free(&g->out_plain[s]);
     for (size_t i = 0; i < g->n_params; i++) {
@@ -233,9 +235,12 @@ void incv3_graph_node_info(const incv3_graph *g, int node, incv3_node_info *info
         const incv3_node *src = &g->nodes[nd->inputs[0]];
         info->in_c = src->c, info->in_h = src->h, info->in_w = src->w;
     }
-    if (nd->ops == &incv3_layer_conv)
+    if (nd->ops == &incv3_layer_conv) {
         info->macs = (double)nd->c * nd->h * nd->w * info->in_c * nd->kh * nd->kw;
-    else if (nd->ops == &incv3_layer_linear)
+        info->kernel_fwd = nd->kfwd ? nd->kfwd->name : NULL;
+        info->kernel_bwd_data = nd->kbwd_data ? nd->kbwd_data->name : NULL;
+        info->kernel_bwd_weights = nd->kbwd_weights ? nd->kbwd_weights->name : NULL;
+    } else if (nd->ops == &incv3_layer_linear)
         info->macs = (double)info->in_c * nd->c;
 }
 
@@ -397,6 +402,25 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
     snprintf(g->conv_algo, sizeof g->conv_algo, "%s", conv_algo ? conv_algo : "auto");
     g->batch = 0; /* kernels are chosen again at the next forward */
     return 0;
+}
+
+int incv3_graph_set_profiling(incv3_graph *g, int on)
+{
+    free(g->prof_fwd);
+    free(g->prof_bwd);
+    g->prof_fwd = g->prof_bwd = NULL;
+    if (!on)
+        return 0;
+    g->prof_fwd = calloc((size_t)g->n_nodes, sizeof(double));
+    g->prof_bwd = calloc((size_t)g->n_nodes, sizeof(double));
+    return g->prof_fwd && g->prof_bwd ? 0 : (incv3_graph_set_profiling(g, 0), -1);
+}
+
+void incv3_graph_node_time(const incv3_graph *g, int node, double *fwd_s, double *bwd_s)
+{
+    const int ok = g->prof_fwd && node >= 0 && node < g->n_nodes;
+    *fwd_s = ok ? g->prof_fwd[node] : 0;
+    *bwd_s = ok ? g->prof_bwd[node] : 0;
 }
 
 int incv3_graph_save_conv_plan(const incv3_graph *g, const char *path, incv3_error *err)

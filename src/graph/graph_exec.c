@@ -2,6 +2,7 @@
  * as no later forward step and no backward step reads it. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "graph/graph_internal.h"
 #include "layout/reorder.h"
@@ -105,6 +106,13 @@ void incv3_node_release(incv3_graph *g, incv3_node *nd)
 {
     track_free(g, &nd->out);
     track_free(g, &nd->grad);
+}
+
+static double prof_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static int single_reader(const incv3_graph *g, int id, const incv3_layer_ops *kind)
@@ -229,11 +237,14 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
                                                                       nd->fuse_next >= 0) ||
                                              (nd->ops == &incv3_layer_conv && nd->fuse_next >= 0 &&
                                               incv3_fused_inference(g)));
+        const double t0 = g->prof_fwd ? prof_now() : 0;
         if ((!fused && incv3_node_alloc_output(g, nd, err)) || nd->ops->forward(g, nd, opts, err)) {
             free_activations(g);
             g->fwd_for_backward = 0;
             return -1;
         }
+        if (g->prof_fwd)
+            g->prof_fwd[i] += prof_now() - t0;
         nd->computed = 1;
         for (int j = 0; j < nd->n_inputs; j++) {
             incv3_node *src = &g->nodes[nd->inputs[j]];
@@ -335,10 +346,13 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
             zero_param_grads(g, nd);
             continue;
         }
+        const double t0 = g->prof_bwd ? prof_now() : 0;
         if (nd->ops->backward(g, nd, err)) {
             rc = -1;
             break;
         }
+        if (g->prof_bwd)
+            g->prof_bwd[i] += prof_now() - t0;
         for (int k = 0; k < nd->n_params; k++)
             g->params[nd->param_first + k].has_grad = g->params[nd->param_first + k].kind == INCV3_PARAM;
         /* A fused relu's output and gradient are read by its batchnorm's backward, which frees them. */

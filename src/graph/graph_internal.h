@@ -93,6 +93,7 @@ struct incv3_graph {
     const float *fwd_input; /* caller's input of the last forward (read by the first layer's backward) */
     float *bwd_d_input;     /* caller's buffer for the input gradient during backward, or NULL */
     size_t live_bytes, peak_bytes;
+    double *prof_fwd, *prof_bwd; /* per node seconds while profiling, else NULL */
     char error[512];
 };
 
