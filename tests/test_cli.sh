@@ -54,6 +54,29 @@ grep -q "| stem.0.conv .*conv_fwd_f32_ref__scalar .*conv_bwd_data_f32_ref__scala
 check 2 "--isa" summary --kernels --isa sparc
 "$exe" --version | grep -q "ISA the graph uses by default" || { echo "FAIL: --version lacks the ISA line"; fails=$((fails + 1)); }
 
+# incv3 topo on machines described to hwloc (binding is a no-op there).
+server="pack:2 l3:4(size=32MiB) l2:8(size=512KiB) l1d:1(size=32KiB) core:1 pu:2"
+check 1 "pack:2 bogus:3" topo --synthetic "pack:2 bogus:3"
+check 1 "/nonexistent/machine.xml" topo --xml /nonexistent/machine.xml
+check 2 "--threads" topo --synthetic "$server" --threads 0
+check 2 "--threads" topo --synthetic "$server" --threads many
+check 2 "--policy" topo --policy sideways
+check 2 "--bind" topo --bind socket
+check 2 "--xml" topo --synthetic "$server" --xml /nonexistent/machine.xml
+check 2 "--image-size" topo --synthetic "$server" --image-size 75
+check 0 "--threads 9" topo --synthetic "pack:1 l2:4(size=1MiB) core:1 pu:2" --threads 9 --image-size 75 --no-aux
+check 0 "" topo --help
+out=$("$exe" topo --synthetic "$server" --image-size 299)
+grep -q "team: 64 threads (one per core) on 64 cores of 2 packages" <<<"$out" ||
+    { echo "FAIL: topo on the 2x32-core server does not make 64 threads"; fails=$((fails + 1)); }
+grep -q "cores 0-7: L2 512 KiB, L1d 32 KiB, 2 PUs each" <<<"$out" ||
+    { echo "FAIL: topo does not show the server's cores"; fails=$((fails + 1)); }
+grep -q "^mixed17.0.b1.conv .*fwd" <<<"$out" && grep -q "bwd-weights" <<<"$out" ||
+    { echo "FAIL: topo lacks the plan of mixed17.0.b1.conv"; fails=$((fails + 1)); }
+out=$(OMP_NUM_THREADS=6 "$exe" topo --synthetic "$server" --image-size 75 --no-aux)
+grep -q "team: 6 threads (OMP_NUM_THREADS) on 6 cores of 2 packages, policy spread" <<<"$out" ||
+    { echo "FAIL: topo ignores OMP_NUM_THREADS or does not spread"; fails=$((fails + 1)); }
+
 if [ "$fails" -ne 0 ]; then
     echo "$fails CLI checks failed"
     exit 1

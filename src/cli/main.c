@@ -20,6 +20,7 @@ static void print_help(FILE *out)
           "  summary        print the model table in the seed's format, totals and MACs\n"
           "  check-golden   check parity with a PyTorch golden file (shared/reference/make_golden.py)\n"
           "  bench          time whole-network training or inference steps (ms/step, images/s, peak memory)\n"
+          "  topo           the machine as hwloc sees it, the thread team and the tiling of every convolution\n"
           "\n"
           "Global flags:\n"
           "  -h, --help     this help; 'incv3 COMMAND --help' documents each command\n"
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0)
         return cmd_predict(argc - 1, argv + 1);
+    if (strcmp(cmd, "topo") == 0)
+        return cmd_topo(argc - 1, argv + 1);
     if (cmd[0] == '-')
         fprintf(stderr, "incv3: unknown flag %s (flags go after the command)\n", cmd);
     else
