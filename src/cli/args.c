@@ -100,6 +100,20 @@ int cli_model_flag(const char *cmd, int c, const char *arg, struct incv3_train_c
     case 'a':
         snprintf(given->conv_algo, sizeof given->conv_algo, "%s", arg);
         return 1;
+    case 'T':
+        *bad = cli_parse_int(cmd, "--threads", arg, 1, 4096, &given->threads);
+        return 1;
+    case 'S':
+        given->smt = 1;
+        return 1;
+    case 'B':
+        if (strcmp(arg, "core") && strcmp(arg, "none")) {
+            fprintf(stderr, "incv3 %s: --bind %s: expected core or none\n", cmd, arg);
+            *bad = 1;
+        } else {
+            snprintf(given->bind, sizeof given->bind, "%s", arg);
+        }
+        return 1;
     default:
         return 0;
     }

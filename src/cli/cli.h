@@ -17,9 +17,16 @@ int cli_parse_double(const char *cmd, const char *flag, const char *text, double
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 struct incv3_train_config;
-/* The flags eval and predict share to describe a weights file's model and kernels (option values 's'
- * --image-size, 'w' --width, 'n' --no-aux, 'i' --isa, 'a' --conv-algo). Returns 1 when c is one of them
+/* The flags eval and predict share to describe a weights file's model, its kernels and the thread team
+ * (option values 's' --image-size, 'w' --width, 'n' --no-aux, 'i' --isa, 'a' --conv-algo, 'T' --threads,
+ * 'S' --smt, 'B' --bind). Returns 1 when c is one of them
  * (*bad set when its value is invalid, after printing why), else 0. */
+#define CLI_TEAM_OPTIONS                                                                                    \
+    {"threads", required_argument, NULL, 'T'}, {"smt", no_argument, NULL, 'S'}, {"bind", required_argument, NULL, 'B'}
+#define CLI_TEAM_HELP                                                                                       \
+    "  --threads N        OpenMP threads (default: OMP_NUM_THREADS, else one per physical core)\n"              \
+    "  --smt              let SMT siblings (hardware threads) count and be used\n"                             \
+    "  --bind B           core (default: each thread pinned to its core with hwloc) or none\n"
 int cli_model_flag(const char *cmd, int c, const char *arg, struct incv3_train_config *given, int *aux_given,
                    int *bad);
 

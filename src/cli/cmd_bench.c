@@ -10,11 +10,13 @@
 #include "cli/cli.h"
 #include "incv3/model.h"
 #include "incv3/train.h"
+#include "train/trainer.h"
 #include "util/rng.h"
 
 static const char usage[] =
     "Usage: incv3 bench [--mode train|infer] [--image-size N] [--batch B] [--no-aux] [--width W]\n"
-    "                   [--threads N[,N...]] [--repeat R] [--isa I] [--conv-algo A] [--profile]\n"
+    "                   [--threads N[,N...]] [--smt] [--bind core|none] [--repeat R] [--isa I]\n"
+    "                   [--conv-algo A] [--profile]\n"
     "                   [--format table|json]\n"
     "\n"
     "Times whole-network steps on random data after one warm-up step per thread count: a training step is\n"
@@ -29,7 +31,10 @@ static const char usage[] =
     "  --batch B        images per step (default 32)\n"
     "  --no-aux         without the auxiliary head\n"
     "  --width W        channel multiplier (default 1)\n"
-    "  --threads LIST   thread counts, e.g. 1,2 (default: OMP_NUM_THREADS or every core)\n"
+    "  --threads LIST   thread counts, e.g. 1,2 (default: OMP_NUM_THREADS, else one per physical core); the\n"
+    "                   team is made for the largest and the smaller counts use its first threads\n"
+    "  --smt            let SMT siblings (hardware threads) count and be used\n"
+    "  --bind B         core (default: each thread pinned to its core with hwloc) or none\n"
     "  --repeat R       timed steps per thread count (default 3)\n"
     "  --isa I          auto (default), scalar, ...\n"
     "  --conv-algo A    auto (default), direct, winograd, ...\n"
@@ -164,12 +169,15 @@ int cmd_bench(int argc, char **argv)
         {"width", required_argument, NULL, 'w'},     {"repeat", required_argument, NULL, 'r'},
         {"isa", required_argument, NULL, 'i'},       {"conv-algo", required_argument, NULL, 'a'},
         {"format", required_argument, NULL, 'f'},    {"threads", required_argument, NULL, 't'},
-        {"profile", no_argument, NULL, 'p'},         {"help", no_argument, NULL, 'h'},
+        {"profile", no_argument, NULL, 'p'},         {"smt", no_argument, NULL, 'S'},
+        {"bind", required_argument, NULL, 'B'},      {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_model_config cfg = incv3_model_config_default();
     int batch = 32, repeat = 3, train = 1, json = 0, profile = 0, counts[16], ncounts = 0;
     const char *isa = NULL, *algo = NULL;
+    incv3_train_config team_cfg;
+    incv3_train_config_default(&team_cfg);
     int c;
     while ((c = cli_getopt("bench", argc, argv, "h", opts)) != -1) {
         switch (c) {
@@ -212,6 +220,16 @@ int cmd_bench(int argc, char **argv)
         case 'p':
             profile = 1;
             break;
+        case 'S':
+            team_cfg.smt = 1;
+            break;
+        case 'B':
+            if (strcmp(optarg, "core") && strcmp(optarg, "none")) {
+                fprintf(stderr, "incv3 bench: --bind %s: expected core or none\n", optarg);
+                return cli_usage_hint("bench");
+            }
+            snprintf(team_cfg.bind, sizeof team_cfg.bind, "%s", optarg);
+            break;
         case 'f':
             if (strcmp(optarg, "table") != 0 && strcmp(optarg, "json") != 0) {
                 fprintf(stderr, "incv3 bench: --format %s: must be table or json\n", optarg);
@@ -230,9 +248,19 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "incv3 bench: unexpected argument '%s'\n", argv[optind]);
         return cli_usage_hint("bench");
     }
-    if (ncounts == 0)
-        counts[ncounts++] = omp_get_max_threads();
     incv3_error err;
+    for (int t = 0; t < ncounts; t++)
+        team_cfg.threads = counts[t] > team_cfg.threads ? counts[t] : team_cfg.threads;
+    incv3_sched_started team;
+    if (incv3_train_start_team(&team_cfg, &team, &err)) {
+        fprintf(stderr, "incv3 bench: %s\n", err.msg);
+        return 1;
+    }
+    if (ncounts == 0)
+        counts[ncounts++] = team.threads;
+    for (int t = 0; t < ncounts; t++)
+        counts[t] = counts[t] > team.threads ? team.threads : counts[t]; /* clamped: the warning said so */
+    fprintf(stderr, "incv3 bench: threads: %s\n", team.summary);
     if (incv3_model_config_check(&cfg, &err)) {
         fprintf(stderr, "incv3 bench: %s\n", err.msg);
         return EXIT_USAGE;

@@ -8,7 +8,7 @@
 
 static const char usage[] =
     "Usage: incv3 eval --checkpoint FILE [--data DIR] [--image-size S] [--width W] [--no-aux] [--isa I]\n"
-    "                  [--conv-algo A]\n"
+    "                  [--conv-algo A] [--threads N] [--smt] [--bind core|none]\n"
     "\n"
     "Prints the test tables (loss, accuracy, per-class precision/recall/F1, confusion matrix) of a weights file\n"
     "on the t10k files of DIR. incv3's checkpoints and model.safetensors carry their architecture; for a\n"
@@ -20,7 +20,7 @@ static const char usage[] =
     "  --image-size S     input size for files without metadata (default 299)\n"
     "  --width W          channel multiplier for files without metadata (default: from the tensors)\n"
     "  --no-aux           build the model without the aux head (files without metadata)\n"
-    "  --isa I, --conv-algo A  kernels, as for incv3 train\n"
+    "  --isa I, --conv-algo A  kernels, as for incv3 train\n" CLI_TEAM_HELP
     "  -h, --help         this help\n";
 
 int cmd_eval(int argc, char **argv)
@@ -29,7 +29,7 @@ int cmd_eval(int argc, char **argv)
         {"checkpoint", required_argument, NULL, 'c'}, {"data", required_argument, NULL, 'd'},
         {"image-size", required_argument, NULL, 's'}, {"width", required_argument, NULL, 'w'},
         {"no-aux", no_argument, NULL, 'n'},           {"isa", required_argument, NULL, 'i'},
-        {"conv-algo", required_argument, NULL, 'a'},  {"help", no_argument, NULL, 'h'},
+        {"conv-algo", required_argument, NULL, 'a'},  CLI_TEAM_OPTIONS,  {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_train_config given;

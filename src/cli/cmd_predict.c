@@ -12,7 +12,8 @@
 
 static const char usage[] =
     "Usage: incv3 predict --checkpoint FILE [--top K | --logits] [--batch N] [--image-size S] [--width W]\n"
-    "                     [--no-aux] [--isa I] [--conv-algo A] IMAGE...\n"
+    "                     [--no-aux] [--isa I] [--conv-algo A] [--threads N] [--smt] [--bind core|none]\n"
+    "                     IMAGE...\n"
     "\n"
     "Classifies each IMAGE (binary P5 or ASCII P2 PGM, or PNG of any bit depth and colour type) and prints\n"
     "its K most probable classes with their softmax probabilities, one line per image:\n"
@@ -29,7 +30,7 @@ static const char usage[] =
     "  --image-size S     input size for files without metadata (default 299)\n"
     "  --width W          channel multiplier for files without metadata (default: from the tensors)\n"
     "  --no-aux           build the model without the aux head (files without metadata)\n"
-    "  --isa I, --conv-algo A  kernels, as for incv3 train\n"
+    "  --isa I, --conv-algo A  kernels, as for incv3 train\n" CLI_TEAM_HELP
     "  -h, --help         this help\n"
     "\n"
     "A bad image (missing, not a PGM/PNG, corrupt) is reported on stderr naming the file and skipped; the\n"
@@ -109,7 +110,7 @@ int cmd_predict(int argc, char **argv)
         {"checkpoint", required_argument, NULL, 'c'}, {"top", required_argument, NULL, 't'},
         {"batch", required_argument, NULL, 'b'},      {"image-size", required_argument, NULL, 's'},
         {"width", required_argument, NULL, 'w'},      {"no-aux", no_argument, NULL, 'n'},
-        {"isa", required_argument, NULL, 'i'},        {"conv-algo", required_argument, NULL, 'a'},
+        {"isa", required_argument, NULL, 'i'},        {"conv-algo", required_argument, NULL, 'a'},  CLI_TEAM_OPTIONS,
         {"logits", no_argument, NULL, 'l'},           {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -152,6 +153,11 @@ int cmd_predict(int argc, char **argv)
     if (incv3_kernels_check(given.isa, given.conv_algo, &err)) {
         fprintf(stderr, "incv3 predict: %s\n", err.msg);
         return EXIT_USAGE;
+    }
+    incv3_sched_started team;
+    if (incv3_train_start_team(&given, &team, &err)) {
+        fprintf(stderr, "incv3 predict: %s\n", err.msg);
+        return 1;
     }
     incv3_train_config used;
     incv3_graph *g = incv3_load_model_file(ckpt, &given, aux_given, &used, &err);

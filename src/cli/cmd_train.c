@@ -12,8 +12,9 @@ static const char usage[] =
     "Usage: incv3 train [--data DIR] [--dataset mnist|fashion-mnist] [--out DIR] [--epochs N] [--batch B]\n"
     "                   [--lr X] [--weight-decay X] [--aux-weight X] [--label-smoothing X] [--image-size S]\n"
     "                   [--no-aux] [--width W] [--limit-train N] [--val-fraction F] [--dropout P] [--seed S]\n"
-    "                   [--threads N] [--checkpoint-every N] [--isa I] [--conv-algo A] [--mean M] [--std S]\n"
-    "       incv3 train --resume DIR [--epochs N] [--threads N]\n"
+    "                   [--threads N] [--smt] [--bind core|none] [--checkpoint-every N] [--isa I]\n"
+    "                   [--conv-algo A] [--mean M] [--std S]\n"
+    "       incv3 train --resume DIR [--epochs N] [--threads N] [--smt] [--bind core|none]\n"
     "\n"
     "Trains the seed's Inception-V3 on MNIST-format data with the seed's recipe by default (10 epochs, batch 32,\n"
     "AdamW lr 1e-4 with weight decay 0.01, aux-loss weight 0.3, label smoothing 1e-4, 299x299), validating on a\n"
@@ -27,7 +28,7 @@ static const char usage[] =
     "  --dataset D           mnist (default) or fashion-mnist (same format)\n"
     "  --out DIR             run directory (default runs/<date-time>); must be new or empty\n"
     "  --resume DIR          continue the run in DIR with its own settings (only --epochs, to extend a finished\n"
-    "                        run, and --threads may be given)\n"
+    "                        run, and --threads/--smt/--bind may be given)\n"
     "  --epochs N            default 10          --batch B            default 32\n"
     "  --lr X                default 1e-4        --weight-decay X     default 0.01 (AdamW, every parameter)\n"
     "  --aux-weight X        default 0.3         --label-smoothing X  default 1e-4\n"
@@ -37,15 +38,20 @@ static const char usage[] =
     "  --val-fraction F      part of the training images kept for validation, default 0.1\n"
     "  --dropout P           dropout before the final Linear, default 0 (the seed has none)\n"
     "  --seed S              initialization, shuffling and dropout, default 1\n"
-    "  --threads N           OpenMP threads (default: OMP_NUM_THREADS or every core)\n"
+    "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else one per physical core)\n"
+    "  --smt                 let SMT siblings (hardware threads) count and be used\n"
+    "  --bind B              core (default: each thread pinned to its core with hwloc) or none\n"
     "  --checkpoint-every N  also checkpoint every N batches (default: at the end of each epoch only)\n"
-    "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto/direct/ref\n"
+    "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto (per layer the fastest, timed once\n"
+    "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
+    "                        winograd-f2x2, winograd-f4x4, winograd-f2, winograd-f4, ref\n"
     "  --mean M, --std S     input normalization of pixel/255, default 0.1307 and 0.3081 (MNIST), or 0.2860\n"
     "                        and 0.3530 with --dataset fashion-mnist (its training set's statistics)\n"
     "  -h, --help            this help\n";
 
 enum { O_DATA = 256, O_DATASET, O_OUT, O_RESUME, O_EPOCHS, O_BATCH, O_LR, O_WD, O_AUXW, O_LS, O_SIZE, O_NOAUX,
-       O_WIDTH, O_LIMIT, O_VAL, O_DROPOUT, O_SEED, O_THREADS, O_CKPT, O_ISA, O_ALGO, O_MEAN, O_STD };
+       O_WIDTH, O_LIMIT, O_VAL, O_DROPOUT, O_SEED, O_THREADS, O_CKPT, O_ISA, O_ALGO, O_MEAN, O_STD, O_SMT,
+       O_BIND };
 
 int cmd_train(int argc, char **argv)
 {
@@ -61,13 +67,15 @@ int cmd_train(int argc, char **argv)
         {"seed", required_argument, NULL, O_SEED},         {"threads", required_argument, NULL, O_THREADS},
         {"checkpoint-every", required_argument, NULL, O_CKPT}, {"isa", required_argument, NULL, O_ISA},
         {"conv-algo", required_argument, NULL, O_ALGO},    {"mean", required_argument, NULL, O_MEAN},
-        {"std", required_argument, NULL, O_STD},           {"help", no_argument, NULL, 'h'},
+        {"std", required_argument, NULL, O_STD},           {"smt", no_argument, NULL, O_SMT},
+        {"bind", required_argument, NULL, O_BIND},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_train_config cfg;
     incv3_train_config_default(&cfg);
     const char *resume = NULL, *data = NULL, *out = NULL;
-    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, c;
+    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, smt = 0, c;
+    const char *bind = "core";
     const char *other_flag = NULL;
     double d;
     while ((c = cli_getopt("train", argc, argv, "h", opts)) != -1) {
@@ -75,7 +83,7 @@ int cmd_train(int argc, char **argv)
         for (const struct option *o = opts; o->name; o++)
             if (o->val == c)
                 flag = o->name;
-        if (c != O_RESUME && c != O_EPOCHS && c != O_THREADS && c != 'h' && c != '?') {
+        if (c != O_RESUME && c != O_EPOCHS && c != O_THREADS && c != O_SMT && c != O_BIND && c != 'h' && c != '?') {
             other_flags++;
             other_flag = flag;
         }
@@ -120,6 +128,14 @@ int cmd_train(int argc, char **argv)
             bad = cli_parse_double("train", "--std", optarg, 1e-6, 10, &cfg.std);
             std_given = 1;
             break;
+        case O_SMT: smt = 1; break;
+        case O_BIND:
+            if (strcmp(optarg, "core") && strcmp(optarg, "none")) {
+                fprintf(stderr, "incv3 train: --bind %s: expected core or none\n", optarg);
+                bad = 1;
+            }
+            bind = optarg;
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = 1;
         }
@@ -134,7 +150,7 @@ int cmd_train(int argc, char **argv)
     if (resume) {
         if (other_flags) {
             fprintf(stderr, "incv3 train: --%s cannot be changed when resuming: --resume takes every setting from "
-                            "%s (only --epochs and --threads may be given)\n",
+                            "%s (only --epochs, --threads, --smt and --bind may be given)\n",
                     other_flag, resume);
             return EXIT_USAGE;
         }
@@ -164,9 +180,9 @@ int cmd_train(int argc, char **argv)
     }
     if (epochs > 0)
         cfg.epochs = epochs;
-    if (threads > 0)
-        omp_set_num_threads(threads);
-    cfg.threads = threads > 0 ? threads : omp_get_max_threads();
+    cfg.threads = threads; /* 0: the scheduler's default, one per core */
+    cfg.smt = smt;
+    snprintf(cfg.bind, sizeof cfg.bind, "%s", bind);
     int interrupted;
     if (incv3_train(&cfg, resume != NULL, &interrupted, &err)) {
         fprintf(stderr, "incv3 train: %s\n", err.msg);

@@ -233,7 +233,7 @@ static void *worker(void *arg)
 }
 
 incv3_loader *incv3_loader_new(const incv3_dataset *ds, const incv3_preprocess *p, int batch, int shuffle,
-                               uint64_t seed, incv3_error *err)
+                               uint64_t seed, const cpu_set_t *worker_cpus, incv3_error *err)
 {
     if (batch < 1 || ds->count < 1) {
         incv3_fail(err, "batch %d of %d images", batch, ds->count);
@@ -261,7 +261,14 @@ incv3_loader *incv3_loader_new(const incv3_dataset *ds, const incv3_preprocess *
     }
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
-    if (pthread_create(&l->thread, NULL, worker, l)) {
+    pthread_attr_t attr;
+    int started = 0;
+    if (pthread_attr_init(&attr) == 0) {
+        started = !worker_cpus || pthread_attr_setaffinity_np(&attr, sizeof *worker_cpus, worker_cpus) == 0;
+        started = started && pthread_create(&l->thread, &attr, worker, l) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!started) {
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv);
         incv3_fail(err, "cannot start the data loader thread");

@@ -5,6 +5,7 @@
 #define INCV3_TRAIN_DATA_H
 
 #include <stddef.h>
+#include <sched.h>
 #include <stdint.h>
 
 #include "incv3/error.h"
@@ -39,9 +40,11 @@ void incv3_preprocess_image(const incv3_preprocess *p, const uint8_t *src, int r
 typedef struct incv3_loader incv3_loader;
 
 /* Batches of `batch` items (the last batch of an epoch may be smaller). shuffle: each epoch's order is a
- * permutation drawn from (seed, epoch) alone, so any epoch and batch can be reproduced on resume. */
+ * permutation drawn from (seed, epoch) alone, so any epoch and batch can be reproduced on resume.
+ * worker_cpus: where the preparing thread may run (the team's cores when the kernels' threads are pinned:
+ * otherwise it would inherit the creating thread's single core), NULL to inherit. */
 incv3_loader *incv3_loader_new(const incv3_dataset *ds, const incv3_preprocess *p, int batch, int shuffle,
-                               uint64_t seed, incv3_error *err);
+                               uint64_t seed, const cpu_set_t *worker_cpus, incv3_error *err);
 void incv3_loader_free(incv3_loader *l);
 /* Batches in one epoch. */
 int incv3_loader_batches(const incv3_loader *l);

@@ -18,6 +18,7 @@
 #include "incv3_config.h"
 #include "registry.h"
 #include "incv3/safetensors.h"
+#include "sched/start.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/metrics.h"
@@ -45,6 +46,20 @@ void incv3_train_config_default(incv3_train_config *c)
     c->val_fraction = 0.1, c->mean = 0.1307, c->std = 0.3081, c->seed = 1;
     snprintf(c->isa, sizeof c->isa, "auto");
     snprintf(c->conv_algo, sizeof c->conv_algo, "auto");
+    snprintf(c->bind, sizeof c->bind, "core");
+}
+
+int incv3_train_start_team(incv3_train_config *c, incv3_sched_started *st, incv3_error *err)
+{
+    incv3_team_request req = {.threads = c->threads, .smt = c->smt, .policy = INCV3_POLICY_AUTO};
+    if (incv3_bind_parse(c->bind, &req.bind))
+        return incv3_fail(err, "--bind %s: expected core or none", c->bind);
+    if (incv3_sched_start(req, st, err))
+        return -1;
+    if (st->warning[0])
+        fprintf(stderr, "incv3: %s\n", st->warning);
+    c->threads = st->threads;
+    return 0;
 }
 
 /* ---- settings as JSON (config.json and the checkpoints' "config") ---- */
@@ -167,11 +182,11 @@ static void format_duration(double s, char *buf, size_t len)
 /* ---- one pass of the model over a dataset in inference mode ---- */
 
 static int evaluate(incv3_graph *g, const incv3_dataset *ds, const incv3_preprocess *pp, int batch,
-                    double smoothing, incv3_split_result *res, incv3_error *err)
+                    double smoothing, const incv3_sched_started *team, incv3_split_result *res, incv3_error *err)
 {
     incv3_confusion_reset(&res->conf);
     res->loss = 0;
-    incv3_loader *l = incv3_loader_new(ds, pp, batch, 0, 0, err);
+    incv3_loader *l = incv3_loader_new(ds, pp, batch, 0, 0, team->have_team_cpus ? &team->team_cpus : NULL, err);
     if (!l || incv3_loader_start(l, 0, 0, err)) {
         incv3_loader_free(l);
         return -1;
@@ -317,6 +332,7 @@ typedef struct run {
     char *config_json;
     char ckpt_dir[2200], path[2400];
     float *dlogits;
+    incv3_sched_started team;
 } run;
 
 static void run_free(run *r)
@@ -375,6 +391,9 @@ static int setup(run *r, int resume, incv3_error *err)
                           c->out, c->out);
     if (make_dir(c->out, err))
         return -1;
+    if (incv3_train_start_team(c, &r->team, err))
+        return -1;
+    printf("threads: %s\n", r->team.summary);
     snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", c->out);
     if (make_dir(r->ckpt_dir, err))
         return -1;
@@ -393,7 +412,8 @@ static int setup(run *r, int resume, incv3_error *err)
     incv3_adamw_hparams hp = {(float)c->lr, 0.9f, 0.999f, 1e-8f, (float)c->weight_decay};
     if (!(r->opt = incv3_adamw_new(r->g, hp, err)) || incv3_confusion_init(&r->st.train_conf, c->classes, err))
         return -1;
-    r->loader = incv3_loader_new(&r->train, &r->pp, c->batch, 1, c->seed, err);
+    r->loader = incv3_loader_new(&r->train, &r->pp, c->batch, 1, c->seed,
+                                 r->team.have_team_cpus ? &r->team.team_cpus : NULL, err);
     r->dlogits = malloc(sizeof(float) * (size_t)c->batch * c->classes * 2);
     if (!r->loader || !r->dlogits)
         return r->loader ? incv3_fail(err, "out of memory") : -1;
@@ -456,7 +476,7 @@ static int train_step(run *r, const float *x, const int64_t *y, int n, incv3_err
 static int end_of_epoch(run *r, double epoch_seconds, incv3_split_result *val, incv3_error *err)
 {
     const int epoch = r->st.epoch + 1;
-    if (evaluate(r->g, &r->val, &r->pp, r->cfg.batch, r->cfg.label_smoothing, val, err))
+    if (evaluate(r->g, &r->val, &r->pp, r->cfg.batch, r->cfg.label_smoothing, &r->team, val, err))
         return -1;
     const double train_loss = r->st.seen ? r->st.loss_sum / r->st.seen : 0;
     const double train_acc = incv3_confusion_accuracy(&r->st.train_conf), val_acc = incv3_confusion_accuracy(&val->conf);
@@ -484,11 +504,11 @@ static int finish(run *r, double seconds, const incv3_split_result *val, incv3_e
     if (rc == 0)
         rc = incv3_checkpoint_save(out_path(r, "model.safetensors"), r->g, NULL, r->config_json, NULL, err);
     if (rc == 0)
-        rc = evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &test, err);
+        rc = evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &r->team, &test, err);
     int have_best = 0;
     if (rc == 0 && r->st.best_epoch > 0) {
         rc = incv3_checkpoint_load(out_path(r, "best.safetensors"), r->g, NULL, NULL, NULL, err) ||
-             evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &best, err);
+             evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &r->team, &best, err);
         have_best = rc == 0;
     }
     if (rc == 0) {
@@ -588,7 +608,7 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     if (rc == 0) {
         /* A resumed finished run re-reports from its last validation. */
         if (val.conf.counts && incv3_confusion_total(&val.conf) == 0)
-            rc = evaluate(r.g, &r.val, &r.pp, cfg->batch, cfg->label_smoothing, &val, err);
+            rc = evaluate(r.g, &r.val, &r.pp, cfg->batch, cfg->label_smoothing, &r.team, &val, err);
         if (rc == 0)
             rc = finish(&r, now_seconds() - t0, &val, err);
     }
@@ -707,7 +727,11 @@ int incv3_evaluate_file(const char *path, const incv3_train_config *given, int a
         printf("%s: Inception-V3 width %g, %dx%d, aux head %s, %d classes; test set of %s (%d images)\n", path,
                c.width, c.image_size, c.image_size, c.aux ? "on" : "off", c.classes, c.data, test.count);
         incv3_preprocess pp = {c.image_size, (float)c.mean, (float)c.std};
-        rc = evaluate(g, &test, &pp, c.batch > 0 ? c.batch : 32, c.label_smoothing, &res, err);
+        incv3_train_config tc = *given;
+        incv3_sched_started team;
+        rc = incv3_train_start_team(&tc, &team, err);
+        if (rc == 0)
+            rc = evaluate(g, &test, &pp, c.batch > 0 ? c.batch : 32, c.label_smoothing, &team, &res, err);
     }
     if (rc == 0) {
         incv3_report_md md = {NULL, 0, NULL, NULL, &res, 1, NULL, 0};

@@ -6,6 +6,7 @@
 
 #include "incv3/error.h"
 #include "incv3/graph.h"
+#include "sched/start.h"
 
 typedef struct incv3_train_config {
     char data[2048];    /* directory with the four MNIST-format files */
@@ -15,11 +16,19 @@ typedef struct incv3_train_config {
     double lr, weight_decay, aux_weight, label_smoothing, width, val_fraction, dropout, mean, std;
     uint64_t seed;
     char isa[16], conv_algo[16];
+    /* How the run uses this machine, not part of its settings (a resumed run may change them): threads 0
+     * means one per core (or OMP_NUM_THREADS); smt lets SMT siblings count; bind "core" pins the threads. */
+    int smt;
+    char bind[8];
 } incv3_train_config;
 
 /* The seed's recipe: 10 epochs, batch 32, AdamW lr 1e-4, weight decay 0.01, aux weight 0.3, label
  * smoothing 1e-4, 299x299, aux head on, validation 10%, MNIST normalization. */
 void incv3_train_config_default(incv3_train_config *c);
+
+/* The thread team for c's threads/smt/bind (src/sched), applied to OpenMP once; c->threads becomes the
+ * team's size. Warnings (a clamped count) go to stderr. Returns 0 or -1 with err filled. */
+int incv3_train_start_team(incv3_train_config *c, incv3_sched_started *st, incv3_error *err);
 
 /* Runs (or with `resume`, continues) a training run; returns 0, or -1 with err filled. SIGINT and SIGTERM
  * end it after the current batch with a checkpoint (return 0, *interrupted = 1). */

@@ -1,0 +1,35 @@
+#include "sched/start.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/topology.h"
+
+int incv3_sched_start(incv3_team_request req, incv3_sched_started *out, incv3_error *err)
+{
+    memset(out, 0, sizeof *out);
+    req.omp_num_threads = getenv("OMP_NUM_THREADS");
+    incv3_topology topo;
+    if (incv3_topology_load(&topo, NULL, NULL, err))
+        return -1;
+    incv3_team team;
+    int rc = incv3_team_plan(&topo, &req, &team, err);
+    if (rc == 0) {
+        rc = incv3_team_apply(&team, &topo, err);
+        out->threads = team.threads;
+        snprintf(out->warning, sizeof out->warning, "%s", team.warning);
+        snprintf(out->summary, sizeof out->summary, "%d thread%s (%s) on %d core%s of %d package%s, %s",
+                 team.threads, team.threads > 1 ? "s" : "", team.threads_from, team.cores_used,
+                 team.cores_used > 1 ? "s" : "", team.packages_used, team.packages_used > 1 ? "s" : "",
+                 team.bind == INCV3_BIND_CORE ? "pinned to their cores" : "not pinned");
+        CPU_ZERO(&out->team_cpus);
+        for (int i = 0; i < team.threads; i++)
+            if (team.pu[i] >= 0 && team.pu[i] < CPU_SETSIZE)
+                CPU_SET(team.pu[i], &out->team_cpus);
+        out->have_team_cpus = team.bind == INCV3_BIND_CORE;
+        incv3_team_free(&team);
+    }
+    incv3_topology_free(&topo);
+    return rc;
+}

@@ -1,0 +1,24 @@
+/* Start-up of a command that runs kernels: the real machine's topology, the thread team decided from the
+ * user's request, applied to OpenMP once (thread count, pinning). */
+#ifndef INCV3_SCHED_START_H
+#define INCV3_SCHED_START_H
+
+#include <sched.h>
+#include <stddef.h>
+
+#include "incv3/error.h"
+#include "sched/team.h"
+
+typedef struct incv3_sched_started {
+    int threads;
+    cpu_set_t team_cpus; /* every PU of the team: where helper threads (the data loader) may run */
+    int have_team_cpus;  /* 0 when the team is not pinned (bind none): helpers inherit as usual */
+    char summary[256];   /* one line for the user, e.g. "2 threads (one per core) on 2 cores, pinned" */
+    char warning[320];   /* non-empty when the request was changed (see incv3_team) */
+} incv3_sched_started;
+
+/* Loads this machine's topology, plans the team for req (req->omp_num_threads is filled from the
+ * environment here) and applies it. Returns 0, or -1 with err naming the cause. */
+int incv3_sched_start(incv3_team_request req, incv3_sched_started *out, incv3_error *err);
+
+#endif
