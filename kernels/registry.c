@@ -7,6 +7,7 @@
 #if INCV3_HAVE_X86_64
 #include "avx2/avx2_fused.h"
 #include "avx2/avx2_kernels.h"
+#include "avx2/conv_winograd_avx2.h"
 #endif
 
 #define FWD(name_, algo_, isa_, layout_, supports_, ...)                                                      \
@@ -19,6 +20,17 @@
     {.name = #name_, .pass = INCV3_CONV_BWD_WEIGHTS, .algo = algo_, .isa = isa_, .layout = layout_,         \
      .supports = supports_, .fn = {.bwd_weights = name_}}
 
+/* The forward and backward-data entries of one Winograd variant (V: the tag of conv_winograd_avx2.h). */
+#define WINOGRAD_AVX2(V, algo_)                                                                               \
+    FWD(conv_fwd_f32_winograd_##V##__avx2, algo_, INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C,                     \
+        conv_winograd_##V##_supports__avx2, .packed_floats = conv_winograd_##V##_fwd_weights_floats__avx2,   \
+        .pack = conv_winograd_##V##_pack_fwd__avx2, .fwd_stats = conv_fwd_stats_f32_winograd_##V##__avx2,    \
+        .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_winograd_##V##__avx2),                             \
+    BWD_DATA(conv_bwd_data_f32_winograd_##V##__avx2, algo_, INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C,           \
+             conv_winograd_##V##_supports__avx2,                                                           \
+             .packed_floats = conv_winograd_##V##_bwd_data_weights_floats__avx2,                            \
+             .pack = conv_winograd_##V##_pack_bwd_data__avx2)
+
 /* Within a pass, ISA and layout, the first entry serving a shape is the default (direct, where the ISA
  * has it); --conv-algo auto times the others against it. */
 static const incv3_conv_kernel conv_kernels[] = {
@@ -30,6 +42,19 @@ static const incv3_conv_kernel conv_kernels[] = {
         .fwd_stats = conv_fwd_stats_f32_direct__avx2, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_direct__avx2),
     BWD_DATA(conv_bwd_data_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),
     BWD_WEIGHTS(conv_bwd_weights_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL),
+    /* Winograd: only the variants whose float32 error stays within 1e-4 on the model's shapes (see
+     * conv_winograd_avx2.h and the README); backward-weights stays direct. */
+    WINOGRAD_AVX2(f6x6_3x3, "winograd-f6x6"),
+    WINOGRAD_AVX2(f4x4_3x3, "winograd-f4x4"),
+    WINOGRAD_AVX2(f2x2_3x3, "winograd-f2x2"),
+    WINOGRAD_AVX2(f4_1x3, "winograd-f4"),
+    WINOGRAD_AVX2(f4_3x1, "winograd-f4"),
+    WINOGRAD_AVX2(f4_1x7, "winograd-f4"),
+    WINOGRAD_AVX2(f4_7x1, "winograd-f4"),
+    WINOGRAD_AVX2(f2_1x3, "winograd-f2"),
+    WINOGRAD_AVX2(f2_3x1, "winograd-f2"),
+    WINOGRAD_AVX2(f2_1x7, "winograd-f2"),
+    WINOGRAD_AVX2(f2_7x1, "winograd-f2"),
 #endif
 };
 

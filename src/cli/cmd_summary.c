@@ -20,7 +20,7 @@ static const char usage[] =
     "  --isa I          with --kernels: auto (default), scalar, avx2\n"
     "  --conv-algo A    with --kernels: auto (default: per layer the fastest, timed once per machine and\n"
     "                   cached), winograd (the fastest Winograd tile, direct where none serves), or one of\n"
-    "                   direct, winograd-f2x2, winograd-f4x4, winograd-f2, winograd-f4, ref\n"
+    "                   direct, winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
     "  --batch B        with --kernels: the batch the plan is made for (default 32)\n"
     "  --plan FILE      with --kernels: follow a saved plan (a run's conv-plan.json)\n"
     "  -h, --help       this help\n";

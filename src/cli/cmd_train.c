@@ -44,7 +44,7 @@ static const char usage[] =
     "  --checkpoint-every N  also checkpoint every N batches (default: at the end of each epoch only)\n"
     "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto (per layer the fastest, timed once\n"
     "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
-    "                        winograd-f2x2, winograd-f4x4, winograd-f2, winograd-f4, ref\n"
+    "                        winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
     "  --mean M, --std S     input normalization of pixel/255, default 0.1307 and 0.3081 (MNIST), or 0.2860\n"
     "                        and 0.3530 with --dataset fashion-mnist (its training set's statistics)\n"
     "  -h, --help            this help\n";

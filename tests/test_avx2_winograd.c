@@ -1,0 +1,785 @@
+/* The AVX2 Winograd convolutions (avx2/conv_winograd_avx2.h): every variant's forward, backward-data
+ * (overwrite and accumulate), statistics and inference BatchNorm+ReLU passes against the scalar reference
+ * kernels through the layout reorders, on listed and random shapes; accuracy on the seed model's shapes
+ * with realistic data against a double-precision convolution; bitwise independence of the thread count;
+ * the shapes supports() turns down. Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA.
+ *
+ * Tolerances (norm-wise relative error). Uniform data in [-1, 1) (the listed and random shapes): each
+ * variant's bound in the table below (the statistics and BatchNorm+ReLU outputs: twice it, at most
+ * 1e-4), the reference's norm floored as blocked_err explains. Seed-model shapes, post-ReLU activations
+ * max(0, N(0,1)) and He-initialized weights N(0, 2/fan_in), against double precision: 1e-4 for every
+ * variant (the worst figures are printed). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "avx2/conv_winograd_avx2.h"
+#include "layout/reorder.h"
+#include "ref_kernels.h"
+#include "conv_test_util.h"
+
+typedef struct wg_variant {
+    const char *name;
+    int kh, kw;
+    double tol; /* uniform data, listed and random shapes */
+    int (*supports)(const incv3_conv_shape *s);
+    size_t (*fwd_floats)(const incv3_conv_shape *s);
+    void (*pack_fwd)(const incv3_conv_shape *s, const float *w, float *u);
+    size_t (*bwd_floats)(const incv3_conv_shape *s);
+    void (*pack_bwd)(const incv3_conv_shape *s, const float *w, float *u);
+    void (*fwd)(const incv3_conv_shape *s, const float *x, const float *u, float *y);
+    void (*bwd)(const incv3_conv_shape *s, const float *dy, const float *u, float *dx, int accumulate);
+    void (*stats)(const incv3_conv_shape *s, const float *x, const float *u, float *y, double *sum, double *sumsq);
+    void (*infer)(const incv3_conv_shape *s, const float *x, const float *u, float *y, const float *gamma,
+                  const float *beta, const float *mean, const float *var, float eps);
+} wg_variant;
+
+#define WG_VARIANT(V, KH, KW, TOL)                                                                                    \
+    {#V,                                                                                                              \
+     KH,                                                                                                              \
+     KW,                                                                                                              \
+     TOL,                                                                                                             \
+     conv_winograd_##V##_supports__avx2,                                                                              \
+     conv_winograd_##V##_fwd_weights_floats__avx2,                                                                    \
+     conv_winograd_##V##_pack_fwd__avx2,                                                                              \
+     conv_winograd_##V##_bwd_data_weights_floats__avx2,                                                               \
+     conv_winograd_##V##_pack_bwd_data__avx2,                                                                         \
+     conv_fwd_f32_winograd_##V##__avx2,                                                                               \
+     conv_bwd_data_f32_winograd_##V##__avx2,                                                                          \
+     conv_fwd_stats_f32_winograd_##V##__avx2,                                                                         \
+     conv_bn_relu_fwd_infer_f32_winograd_##V##__avx2}
+
+/* Bounds on uniform data: about 2-5x the worst error seen over 24 seeds of the listed and random
+ * shapes, at most 1e-4. The worst cases are one-channel shapes with a 1x1 input, whose outputs are
+ * single products: F(6x6) then reaches 8.6e-5 (each output is a sum of 64 terms much larger than the
+ * product), F(4, 7) 3e-5, F(2, 7) 1.5e-5; with 4 or more channels the worst are 4e-6 (F(6x6)), 5e-6
+ * (F(4, 7)), 2e-6 (F(4x4)), 1e-6 or less (the others). */
+static const wg_variant variants[] = {
+    WG_VARIANT(f2x2_3x3, 3, 3, 1e-5), WG_VARIANT(f4x4_3x3, 3, 3, 2e-5), WG_VARIANT(f6x6_3x3, 3, 3, 1e-4),
+    WG_VARIANT(f2_1x3, 1, 3, 1e-5),   WG_VARIANT(f4_1x3, 1, 3, 2e-5),   WG_VARIANT(f2_3x1, 3, 1, 1e-5),
+    WG_VARIANT(f4_3x1, 3, 1, 2e-5),   WG_VARIANT(f2_1x7, 1, 7, 5e-5),   WG_VARIANT(f4_1x7, 1, 7, 1e-4),
+    WG_VARIANT(f2_7x1, 7, 1, 5e-5),   WG_VARIANT(f4_7x1, 7, 1, 1e-4),
+};
+#define NVARIANTS (sizeof variants / sizeof variants[0])
+
+static int verbose;
+static double worst_uniform[NVARIANTS]; /* worst error on uniform data, per variant, for the summary */
+
+static void set_threads(int t)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(t);
+#else
+    (void)t;
+#endif
+}
+
+static void fill_nan(float *p, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        p[i] = NAN;
+}
+
+static double *dalloc(size_t count)
+{
+    double *p = malloc((count ? count : 1) * sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+static float *to_blocked(incv3_dims d, const float *nchw)
+{
+    float *b = conv_test_alloc(reorder_nchw8c_count(d));
+    reorder_nchw_to_nchw8c_f32(d, nchw, b);
+    return b;
+}
+
+static float *dup(const float *p, size_t count)
+{
+    float *q = conv_test_alloc(count);
+    memcpy(q, p, count * sizeof *q);
+    return q;
+}
+
+/* Padding lanes of a blocked tensor: +0 (want_bits NULL), or bitwise those of want_bits. */
+static void check_padding(incv3_dims d, const float *b, const float *want_bits, const char *what)
+{
+    const int CB = incv3_blocks8(d.c);
+    const size_t hw = (size_t)d.h * d.w;
+    for (int n = 0; n < d.n; n++)
+        for (int cb = 0; cb < CB; cb++)
+            for (int l = 0; l < 8; l++) {
+                if (cb * 8 + l < d.c)
+                    continue;
+                for (size_t p = 0; p < hw; p++) {
+                    const size_t i = (((size_t)n * CB + cb) * hw + p) * 8 + l;
+                    const int ok = want_bits ? memcmp(&b[i], &want_bits[i], sizeof *b) == 0
+                                             : b[i] == 0.0f && !signbit(b[i]);
+                    if (!ok) {
+                        fprintf(stderr, "%s: padding lane changed: n%d cb%d l%d p%zu = %g\n", what, n, cb, l, p, b[i]);
+                        fail();
+                    }
+                }
+            }
+}
+
+/* Norm-wise relative error of a blocked result against an NCHW reference, the reference's norm floored at
+ * 1/32 of the norm of absref: the same convolution of the absolute values of the data with, at every
+ * tap, the largest absolute weight of its (output, input) channel pair (plus |dx0| when accumulating).
+ * That is the scale of Winograd's rounding errors: each output is formed from all taps of the filter and
+ * all values of its input tile, which cancel exactly only in exact arithmetic, so an output of one
+ * channel that is one small product or a short cancelling sum (a 1x1 input under a 3-tap kernel, say)
+ * would otherwise be measured against almost nothing. Where outputs are sums of many terms the floor
+ * lies below the reference's norm and changes nothing. */
+static double blocked_err(incv3_dims d, const float *b, const float *want, const float *absref)
+{
+    const size_t cnt = incv3_dims_count(d);
+    float *got = conv_test_alloc(cnt);
+    reorder_nchw8c_to_nchw_f32(d, b, got);
+    double num = 0.0, den = 0.0, fl = 0.0;
+    for (size_t i = 0; i < cnt; i++) {
+        const double e = (double)got[i] - want[i];
+        num += e * e;
+        den += (double)want[i] * want[i];
+        fl += (double)absref[i] * absref[i];
+    }
+    free(got);
+    den = fmax(den, fl / 1024.0);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static float *abs_copy(const float *p, size_t count)
+{
+    float *q = conv_test_alloc(count);
+    for (size_t i = 0; i < count; i++)
+        q[i] = fabsf(p[i]);
+    return q;
+}
+
+/* OIHW weights whose every tap is the largest |w| of its (output, input) channel pair. */
+static float *tap_max_weights(const incv3_conv_shape *s, const float *w)
+{
+    const size_t taps = (size_t)s->kh * s->kw, pairs = (size_t)s->k * s->c;
+    float *m = conv_test_alloc(pairs * taps);
+    for (size_t p = 0; p < pairs; p++) {
+        float v = 0.0f;
+        for (size_t t = 0; t < taps; t++)
+            v = fmaxf(v, fabsf(w[p * taps + t]));
+        for (size_t t = 0; t < taps; t++)
+            m[p * taps + t] = v;
+    }
+    return m;
+}
+
+static void assert_same_bits(const void *a, const void *b, size_t bytes, const char *what)
+{
+    if (memcmp(a, b, bytes) != 0) {
+        fprintf(stderr, "%s: results differ bitwise between 1 and 2 threads\n", what);
+        fail();
+    }
+}
+
+static void check_err(double e, double tol, const char *what)
+{
+    if (verbose)
+        printf("  %-60s rel err %.3g\n", what, e);
+    if (!(e <= tol)) {
+        fprintf(stderr, "%s: rel err %.3g > %.3g\n", what, e, tol);
+        fail();
+    }
+}
+
+/* Transformed filters in a buffer of their own: 32-byte aligned for the forward pass and 16 bytes off
+ * for the backward one, so that both store paths of the pack functions run. Free with packed_free. */
+static float *pack(const wg_variant *v, const incv3_conv_shape *s, const float *wb, int bwd)
+{
+    const size_t cnt = bwd ? v->bwd_floats(s) : v->fwd_floats(s);
+    void *base = NULL;
+    assert_int_equal(posix_memalign(&base, 64, (cnt + 4) * sizeof(float)), 0);
+    float *u = (float *)base + (bwd ? 4 : 0);
+    fill_nan(u, cnt); /* every entry must be written */
+    (bwd ? v->pack_bwd : v->pack_fwd)(s, wb, u);
+    return u;
+}
+
+static void packed_free(float *u, int bwd)
+{
+    free(u - (bwd ? 4 : 0));
+}
+
+/* ---- every pass of one variant on one shape, uniform data, against the scalar reference ---- */
+
+static void check_case(size_t vi, const conv_case *cc)
+{
+    const wg_variant *v = &variants[vi];
+    char desc[192];
+    conv_case_describe(cc, desc, sizeof desc);
+    const size_t len = strlen(desc);
+    const incv3_conv_shape s = conv_case_shape(cc);
+    assert_true(v->supports(&s));
+    const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
+    const size_t xcnt = incv3_dims_count(dx), ycnt = incv3_dims_count(dy), wcnt = (size_t)s.k * s.c * s.kh * s.kw;
+    const size_t xbcnt = reorder_nchw8c_count(dx), ybcnt = reorder_nchw8c_count(dy);
+    const size_t hw = (size_t)s.oh * s.ow;
+    const double tol2 = fmin(2 * v->tol, 1e-4); /* statistics and BatchNorm+ReLU */
+    double worst = 0.0;
+
+    float *x = conv_test_alloc(xcnt), *w = conv_test_alloc(wcnt), *g = conv_test_alloc(ycnt);
+    conv_test_fill(x, xcnt);
+    conv_test_fill(w, wcnt);
+    conv_test_fill(g, ycnt);
+    float *xa = abs_copy(x, xcnt), *wa = tap_max_weights(&s, w), *ga = abs_copy(g, ycnt);
+    float *xb = to_blocked(dx, x), *gb = to_blocked(dy, g);
+    float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
+    reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
+    float *uf = pack(v, &s, wb, 0), *ub = pack(v, &s, wb, 1);
+
+    /* forward */
+    float *yref = conv_test_alloc(ycnt), *yabs = conv_test_alloc(ycnt), *yb = conv_test_alloc(ybcnt);
+    conv_fwd_f32_ref__scalar(&s, x, w, yref);
+    conv_fwd_f32_ref__scalar(&s, xa, wa, yabs);
+    fill_nan(yb, ybcnt);
+    v->fwd(&s, xb, uf, yb);
+    snprintf(desc + len, sizeof desc - len, " %s fwd", v->name);
+    double e = blocked_err(dy, yb, yref, yabs);
+    check_padding(dy, yb, NULL, desc);
+    check_err(e, v->tol, desc);
+    worst = fmax(worst, e);
+
+    /* statistics: exactly those of the kernel's own y (to double rounding), and against the double sums
+     * of the reference's y, with the floor of blocked_err per element */
+    float *ys = conv_test_alloc(ybcnt);
+    double *sum = dalloc(s.k), *sq = dalloc(s.k);
+    fill_nan(ys, ybcnt);
+    v->stats(&s, xb, uf, ys, sum, sq);
+    snprintf(desc + len, sizeof desc - len, " %s stats", v->name);
+    assert_same_bits(ys, yb, ybcnt * sizeof *ys, desc);
+    {
+        float *yown = conv_test_alloc(ycnt);
+        reorder_nchw8c_to_nchw_f32(dy, ys, yown);
+        double ns = 0, nsa = 0, nq = 0, nqa = 0;
+        for (int k = 0; k < s.k; k++) {
+            double om = 0, oa = 0, oq = 0, rm = 0, ra = 0, rq = 0, rqf = 0;
+            for (int n = 0; n < s.n; n++) {
+                const size_t off = ((size_t)n * s.k + k) * hw;
+                const float *o = yown + off, *r = yref + off, *ab = yabs + off;
+                for (size_t i = 0; i < hw; i++) {
+                    const double m = fmax(fabs((double)r[i]), ab[i] / 32.0);
+                    om += o[i];
+                    oa += fabs((double)o[i]);
+                    oq += (double)o[i] * o[i];
+                    rm += r[i];
+                    ra += m;
+                    rq += (double)r[i] * r[i];
+                    rqf += m * m;
+                }
+            }
+            const double es = oa > 0 ? fabs(sum[k] - om) / oa : fabs(sum[k]);
+            const double eq = oq > 0 ? fabs(sq[k] - oq) / oq : fabs(sq[k]);
+            if (es > 1e-12 || eq > 1e-12) {
+                fprintf(stderr, "%s: channel %d: sum %.17g own %.17g, sumsq %.17g own %.17g\n", desc, k, sum[k], om,
+                        sq[k], oq);
+                fail();
+            }
+            ns += (sum[k] - rm) * (sum[k] - rm);
+            nsa += ra * ra;
+            nq += (sq[k] - rq) * (sq[k] - rq);
+            nqa += rqf * rqf;
+        }
+        /* norm-wise over the channels: the sums against sum |y|, the sums of squares (whose error is about
+         * 2 sum y dy) against sum y^2, both with the floor */
+        const double es = nsa > 0 ? sqrt(ns / nsa) : sqrt(ns), eq = nqa > 0 ? sqrt(nq / nqa) : sqrt(nq);
+        check_err(fmax(es, eq / 2), tol2, desc);
+        free(yown);
+    }
+
+    /* inference BatchNorm + ReLU against the reference BatchNorm and ReLU of the reference convolution;
+     * the floor scaled by |gamma / sqrt(var + eps)| */
+    {
+        float *gm = conv_test_alloc(s.k), *bt = conv_test_alloc(s.k), *mu = conv_test_alloc(s.k);
+        float *var = conv_test_alloc(s.k);
+        for (int k = 0; k < s.k; k++) {
+            gm[k] = 0.5f + (float)conv_test_u32() / 4294967296.0f;
+            if (k % 4 == 3)
+                gm[k] = -gm[k];
+            bt[k] = (float)conv_test_u32() / 4294967296.0f - 0.5f;
+            mu[k] = (float)conv_test_u32() / 4294967296.0f - 0.5f;
+            var[k] = 0.2f + (float)conv_test_u32() / 4294967296.0f * 2.0f;
+        }
+        float *zr = conv_test_alloc(ycnt), *zabs = conv_test_alloc(ycnt), *zb = conv_test_alloc(ybcnt);
+        bn_fwd_infer_f32_ref__scalar(dy, yref, gm, bt, mu, var, 1e-3f, zr);
+        relu_fwd_f32_ref__scalar(ycnt, zr, zr);
+        for (int n = 0; n < s.n; n++)
+            for (int k = 0; k < s.k; k++) {
+                const float sc = fabsf(gm[k]) / sqrtf(var[k] + 1e-3f);
+                for (size_t i = 0; i < hw; i++)
+                    zabs[((size_t)n * s.k + k) * hw + i] = sc * yabs[((size_t)n * s.k + k) * hw + i];
+            }
+        fill_nan(zb, ybcnt);
+        v->infer(&s, xb, uf, zb, gm, bt, mu, var, 1e-3f);
+        snprintf(desc + len, sizeof desc - len, " %s infer", v->name);
+        e = blocked_err(dy, zb, zr, zabs);
+        check_padding(dy, zb, NULL, desc);
+        check_err(e, tol2, desc);
+        free(gm);
+        free(bt);
+        free(mu);
+        free(var);
+        free(zr);
+        free(zabs);
+        free(zb);
+    }
+
+    /* backward-data, overwrite and accumulate */
+    for (int acc = 0; acc < 2; acc++) {
+        float *dref = conv_test_alloc(xcnt), *dabs = conv_test_alloc(xcnt), *db = conv_test_alloc(xbcnt);
+        float *d0 = NULL;
+        if (acc) {
+            conv_test_fill(dref, xcnt);
+            for (size_t i = 0; i < xcnt; i++)
+                dabs[i] = fabsf(dref[i]);
+            float *d0n = dup(dref, xcnt);
+            d0 = to_blocked(dx, d0n);
+            free(d0n);
+            /* padding lanes hold values of their own, which accumulation must keep */
+            for (size_t i = 0; i < xbcnt; i++)
+                if ((i % 8) + (i / 8 / ((size_t)s.h * s.w) % incv3_blocks8(s.c)) * 8 >= (size_t)s.c)
+                    d0[i] = i % 3 ? -0.0f : NAN;
+            memcpy(db, d0, xbcnt * sizeof *db);
+        } else {
+            fill_nan(db, xbcnt);
+        }
+        conv_bwd_data_f32_ref__scalar(&s, g, w, dref, acc);
+        conv_bwd_data_f32_ref__scalar(&s, ga, wa, dabs, acc);
+        v->bwd(&s, gb, ub, db, acc);
+        snprintf(desc + len, sizeof desc - len, " %s bwd acc%d", v->name, acc);
+        e = blocked_err(dx, db, dref, dabs);
+        check_padding(dx, db, d0, desc);
+        check_err(e, v->tol, desc);
+        worst = fmax(worst, e);
+        free(dref);
+        free(dabs);
+        free(db);
+        free(d0);
+    }
+    if (worst > worst_uniform[vi])
+        worst_uniform[vi] = worst;
+
+    free(x);
+    free(w);
+    free(g);
+    free(xa);
+    free(wa);
+    free(ga);
+    free(xb);
+    free(gb);
+    free(wb);
+    packed_free(uf, 0);
+    packed_free(ub, 1);
+    free(yref);
+    free(yabs);
+    free(yb);
+    free(ys);
+    free(sum);
+    free(sq);
+}
+
+/* Paddings (before, after) of one dimension with kernel extent r that the listed shapes use: 0 to 3 on
+ * both sides (up to r - 1), and the largest on one side or both. */
+static int pads_of(int r, int (*pd)[2])
+{
+    int n = 0;
+    for (int p = 0; p <= 3 && p <= r - 1; p++, n++)
+        pd[n][0] = pd[n][1] = p;
+    if (r > 1) {
+        pd[n][0] = r - 1, pd[n][1] = 0, n++;
+        pd[n][0] = 0, pd[n][1] = r - 1, n++;
+        if (r - 1 > 3)
+            pd[n][0] = pd[n][1] = r - 1, n++;
+    }
+    return n;
+}
+
+/* n, c, h, w, k of the listed shapes: channels not multiples of 8 (odd output block counts too), sizes
+ * below, at and past a tile, odd sizes, batch 1 and 3. */
+static const int listed[][5] = {
+    {1, 1, 1, 1, 1},   {1, 3, 2, 2, 5},    {3, 5, 7, 9, 13},  {1, 13, 17, 17, 19}, {3, 19, 11, 6, 8},
+    {1, 8, 35, 35, 16}, {2, 16, 5, 13, 24}, {1, 24, 9, 9, 40}, {1, 40, 6, 7, 17},   {3, 3, 1, 4, 9},
+};
+
+static void test_listed(void **state)
+{
+    (void)state;
+    conv_test_rng = 0x5157A11ull;
+    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+        const wg_variant *v = &variants[vi];
+        int ph[8][2], pw[8][2];
+        const int nph = pads_of(v->kh, ph), npw = pads_of(v->kw, pw);
+        for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++) {
+            /* every vertical padding with the first horizontal one and the other way round, then both at once */
+            const int combos = nph + npw;
+            for (int cmb = 0; cmb < combos; cmb++) {
+                const int a = cmb < nph ? cmb : (cmb - nph) % nph, b = cmb < nph ? cmb % npw : cmb - nph;
+                conv_case cc = {listed[i][0], listed[i][1], listed[i][2], listed[i][3], listed[i][4], v->kh, v->kw, 1,
+                                1, ph[a][0], pw[b][0], ph[a][1], pw[b][1]};
+                if (cc.h + cc.pt + cc.pb < cc.kh || cc.w + cc.pl + cc.pr < cc.kw)
+                    continue;
+                check_case(vi, &cc);
+            }
+        }
+    }
+}
+
+static void test_random(void **state)
+{
+    (void)state;
+    conv_test_rng = 0xA11CE5EEDull;
+    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+        const wg_variant *v = &variants[vi];
+        for (int i = 0; i < 16; i++) {
+            conv_case cc;
+            cc.n = conv_test_int(1, 3);
+            cc.c = conv_test_int(1, 40);
+            cc.k = conv_test_int(1, 40);
+            cc.kh = v->kh;
+            cc.kw = v->kw;
+            cc.sh = cc.sw = 1;
+            cc.pt = conv_test_int(0, v->kh - 1);
+            cc.pb = conv_test_int(0, v->kh - 1);
+            cc.pl = conv_test_int(0, v->kw - 1);
+            cc.pr = conv_test_int(0, v->kw - 1);
+            cc.h = conv_test_int(1, 20);
+            cc.w = conv_test_int(1, 30);
+            if (cc.h + cc.pt + cc.pb < cc.kh)
+                cc.h = cc.kh;
+            if (cc.w + cc.pl + cc.pr < cc.kw)
+                cc.w = cc.kw;
+            check_case(vi, &cc);
+        }
+    }
+    printf("  worst error on uniform data (listed and random shapes):\n");
+    for (size_t vi = 0; vi < NVARIANTS; vi++)
+        printf("    %-10s %.3g (bound %.0e)\n", variants[vi].name, worst_uniform[vi], variants[vi].tol);
+}
+
+/* ---- bitwise independence of the thread count ---- */
+
+static void test_threads(void **state)
+{
+    (void)state;
+    conv_test_rng = 0x7EAD5ull;
+    /* Enough tiles for several groups of every variant; odd channel counts. */
+    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+        const wg_variant *v = &variants[vi];
+        conv_case cc = {3, 19, 35, 33, 21, v->kh, v->kw, 1, 1, v->kh / 2, v->kw / 2, v->kh / 2, v->kw / 2};
+        const incv3_conv_shape s = conv_case_shape(&cc);
+        const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
+        const size_t xbcnt = reorder_nchw8c_count(dx), ybcnt = reorder_nchw8c_count(dy);
+        const size_t wcnt = (size_t)s.k * s.c * s.kh * s.kw;
+        float *x = conv_test_alloc(incv3_dims_count(dx)), *g = conv_test_alloc(incv3_dims_count(dy));
+        float *w = conv_test_alloc(wcnt);
+        conv_test_fill(x, incv3_dims_count(dx));
+        conv_test_fill(g, incv3_dims_count(dy));
+        conv_test_fill(w, wcnt);
+        float *xb = to_blocked(dx, x), *gb = to_blocked(dy, g);
+        float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
+        reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
+        float *gm = conv_test_alloc(s.k), *bt = conv_test_alloc(s.k), *mu = conv_test_alloc(s.k),
+              *var = conv_test_alloc(s.k);
+        for (int k = 0; k < s.k; k++) {
+            gm[k] = 1.0f + 0.01f * k;
+            bt[k] = 0.1f - 0.01f * k;
+            mu[k] = 0.05f * (k % 5);
+            var[k] = 0.5f + 0.1f * (k % 7);
+        }
+
+        float *y[2], *ys[2], *z[2], *d0[2], *d1[2], *u1[2], *u2[2];
+        double *sum[2], *sq[2];
+        for (int t = 0; t < 2; t++) {
+            set_threads(t + 1);
+            u1[t] = pack(v, &s, wb, 0);
+            u2[t] = pack(v, &s, wb, 1);
+            y[t] = conv_test_alloc(ybcnt);
+            ys[t] = conv_test_alloc(ybcnt);
+            z[t] = conv_test_alloc(ybcnt);
+            d0[t] = conv_test_alloc(xbcnt);
+            d1[t] = dup(xb, xbcnt);
+            sum[t] = dalloc(s.k);
+            sq[t] = dalloc(s.k);
+            v->fwd(&s, xb, u1[t], y[t]);
+            v->stats(&s, xb, u1[t], ys[t], sum[t], sq[t]);
+            v->infer(&s, xb, u1[t], z[t], gm, bt, mu, var, 1e-3f);
+            v->bwd(&s, gb, u2[t], d0[t], 0);
+            v->bwd(&s, gb, u2[t], d1[t], 1);
+        }
+        set_threads(2);
+        char what[96];
+        snprintf(what, sizeof what, "%s threads", v->name);
+        assert_same_bits(u1[0], u1[1], v->fwd_floats(&s) * sizeof(float), what);
+        assert_same_bits(u2[0], u2[1], v->bwd_floats(&s) * sizeof(float), what);
+        assert_same_bits(y[0], y[1], ybcnt * sizeof(float), what);
+        assert_same_bits(ys[0], ys[1], ybcnt * sizeof(float), what);
+        assert_same_bits(z[0], z[1], ybcnt * sizeof(float), what);
+        assert_same_bits(d0[0], d0[1], xbcnt * sizeof(float), what);
+        assert_same_bits(d1[0], d1[1], xbcnt * sizeof(float), what);
+        assert_same_bits(sum[0], sum[1], (size_t)s.k * sizeof(double), what);
+        assert_same_bits(sq[0], sq[1], (size_t)s.k * sizeof(double), what);
+        for (int t = 0; t < 2; t++) {
+            packed_free(u1[t], 0);
+            packed_free(u2[t], 1);
+            free(y[t]);
+            free(ys[t]);
+            free(z[t]);
+            free(d0[t]);
+            free(d1[t]);
+            free(sum[t]);
+            free(sq[t]);
+        }
+        free(x);
+        free(g);
+        free(w);
+        free(xb);
+        free(gb);
+        free(wb);
+        free(gm);
+        free(bt);
+        free(mu);
+        free(var);
+    }
+}
+
+/* ---- supports() ---- */
+
+static void test_supports(void **state)
+{
+    (void)state;
+    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+        const wg_variant *v = &variants[vi];
+        conv_case ok = {2, 16, 12, 12, 16, v->kh, v->kw, 1, 1, v->kh - 1, v->kw - 1, 0, 0};
+        incv3_conv_shape s = conv_case_shape(&ok);
+        assert_true(v->supports(&s));
+        /* stride 2 in either dimension */
+        conv_case c2 = ok;
+        c2.sh = 2;
+        s = conv_case_shape(&c2);
+        assert_false(v->supports(&s));
+        c2 = ok;
+        c2.sw = 2;
+        s = conv_case_shape(&c2);
+        assert_false(v->supports(&s));
+        /* another kernel size */
+        const int other[][2] = {{3, 3}, {1, 3}, {3, 1}, {1, 7}, {7, 1}, {5, 5}, {1, 1}};
+        for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+            if (other[i][0] == v->kh && other[i][1] == v->kw)
+                continue;
+            conv_case ck = ok;
+            ck.kh = other[i][0];
+            ck.kw = other[i][1];
+            ck.pt = ck.pl = 0;
+            s = conv_case_shape(&ck);
+            assert_false(v->supports(&s));
+        }
+        /* padding of a whole kernel or more */
+        conv_case cp = ok;
+        if (v->kh > 1) {
+            cp.pb = v->kh;
+            s = conv_case_shape(&cp);
+            assert_false(v->supports(&s));
+        }
+        cp = ok;
+        cp.pr = v->kw;
+        s = conv_case_shape(&cp);
+        assert_false(v->supports(&s));
+    }
+}
+
+/* ---- accuracy on the seed model's shapes, realistic data, against double precision ---- */
+
+static double normal(void)
+{
+    double u = ((double)conv_test_u32() + 0.5) / 4294967296.0, w = (double)conv_test_u32() / 4294967296.0;
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * w);
+}
+
+/* y = conv(x, w) in double, NCHW, stride 1. */
+static void conv_fwd_double(const incv3_conv_shape *s, const float *x, const float *w, double *y)
+{
+    const int OH = s->oh, OW = s->ow;
+    memset(y, 0, (size_t)s->n * s->k * OH * OW * sizeof *y);
+    for (int n = 0; n < s->n; n++)
+        for (int k = 0; k < s->k; k++) {
+            double *yk = y + ((size_t)n * s->k + k) * OH * OW;
+            for (int c = 0; c < s->c; c++) {
+                const float *xc = x + ((size_t)n * s->c + c) * s->h * s->w;
+                for (int r = 0; r < s->kh; r++)
+                    for (int q = 0; q < s->kw; q++) {
+                        const double wv = w[(((size_t)k * s->c + c) * s->kh + r) * s->kw + q];
+                        const int ow0 = s->pad_left - q > 0 ? s->pad_left - q : 0;
+                        const int ow1 = s->w + s->pad_left - q < OW ? s->w + s->pad_left - q : OW;
+                        for (int oh = 0; oh < OH; oh++) {
+                            const int ih = oh + r - s->pad_top;
+                            if (ih < 0 || ih >= s->h)
+                                continue;
+                            const float *xr = xc + (size_t)ih * s->w + q - s->pad_left;
+                            double *yr = yk + (size_t)oh * OW;
+                            for (int ow = ow0; ow < ow1; ow++)
+                                yr[ow] += wv * xr[ow];
+                        }
+                    }
+            }
+        }
+}
+
+/* dx = transposed conv(dy, w) in double, NCHW, stride 1. */
+static void conv_bwd_data_double(const incv3_conv_shape *s, const float *dy, const float *w, double *dx)
+{
+    const int OH = s->oh, OW = s->ow, H = s->h, W = s->w;
+    memset(dx, 0, (size_t)s->n * s->c * H * W * sizeof *dx);
+    for (int n = 0; n < s->n; n++)
+        for (int c = 0; c < s->c; c++) {
+            double *xc = dx + ((size_t)n * s->c + c) * H * W;
+            for (int k = 0; k < s->k; k++) {
+                const float *yk = dy + ((size_t)n * s->k + k) * OH * OW;
+                for (int r = 0; r < s->kh; r++)
+                    for (int q = 0; q < s->kw; q++) {
+                        const double wv = w[(((size_t)k * s->c + c) * s->kh + r) * s->kw + q];
+                        /* dx[oh + r - pt][ow + q - pl] += w * dy[oh][ow] */
+                        const int ow0 = s->pad_left - q > 0 ? s->pad_left - q : 0;
+                        const int ow1 = W + s->pad_left - q < OW ? W + s->pad_left - q : OW;
+                        for (int oh = 0; oh < OH; oh++) {
+                            const int ih = oh + r - s->pad_top;
+                            if (ih < 0 || ih >= H)
+                                continue;
+                            double *xr = xc + (size_t)ih * W + q - s->pad_left;
+                            const float *yr = yk + (size_t)oh * OW;
+                            for (int ow = ow0; ow < ow1; ow++)
+                                xr[ow] += wv * yr[ow];
+                        }
+                    }
+            }
+        }
+}
+
+static double err_vs_double(incv3_dims d, const float *b, const double *want)
+{
+    const size_t cnt = incv3_dims_count(d);
+    float *got = conv_test_alloc(cnt);
+    reorder_nchw8c_to_nchw_f32(d, b, got);
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < cnt; i++) {
+        const double e = (double)got[i] - want[i];
+        num += e * e;
+        den += want[i] * want[i];
+    }
+    free(got);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void test_seed_model_accuracy(void **state)
+{
+    (void)state;
+    conv_test_rng = 0x5EEDACC0ull;
+    conv_case cases[128];
+    const size_t ncases = conv_cases_seed_model(cases, 128);
+    double worst_f[NVARIANTS] = {0}, worst_b[NVARIANTS] = {0};
+    int ran[NVARIANTS] = {0};
+    for (size_t i = 0; i < ncases; i++) {
+        conv_case cc = cases[i];
+        cc.n = 2;
+        incv3_conv_shape s = conv_case_shape(&cc);
+        int any = 0;
+        for (size_t vi = 0; vi < NVARIANTS; vi++)
+            any |= variants[vi].supports(&s);
+        if (!any)
+            continue;
+        /* batch 2 for the smaller layers, 1 for the largest (the double reference is the slow part) */
+        if (incv3_conv_macs(&s) > 400e6) {
+            cc.n = 1;
+            s = conv_case_shape(&cc);
+        }
+        const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
+        const size_t xcnt = incv3_dims_count(dx), ycnt = incv3_dims_count(dy), wcnt = (size_t)s.k * s.c * s.kh * s.kw;
+        float *x = conv_test_alloc(xcnt), *w = conv_test_alloc(wcnt), *g = conv_test_alloc(ycnt);
+        const double he = sqrt(2.0 / ((double)s.c * s.kh * s.kw));
+        for (size_t j = 0; j < xcnt; j++)
+            x[j] = (float)fmax(0.0, normal());
+        for (size_t j = 0; j < wcnt; j++)
+            w[j] = (float)(normal() * he);
+        for (size_t j = 0; j < ycnt; j++)
+            g[j] = (float)normal();
+        double *yd = dalloc(ycnt), *xd = dalloc(xcnt);
+        conv_fwd_double(&s, x, w, yd);
+        conv_bwd_data_double(&s, g, w, xd);
+        float *xb = to_blocked(dx, x), *gb = to_blocked(dy, g);
+        float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
+        reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
+        float *yb = conv_test_alloc(reorder_nchw8c_count(dy)), *db = conv_test_alloc(reorder_nchw8c_count(dx));
+        for (size_t vi = 0; vi < NVARIANTS; vi++) {
+            const wg_variant *v = &variants[vi];
+            if (!v->supports(&s))
+                continue;
+            float *uf = pack(v, &s, wb, 0), *ub = pack(v, &s, wb, 1);
+            v->fwd(&s, xb, uf, yb);
+            v->bwd(&s, gb, ub, db, 0);
+            const double ef = err_vs_double(dy, yb, yd), eb = err_vs_double(dx, db, xd);
+            char what[192];
+            conv_case_describe(&cc, what, sizeof what);
+            if (verbose)
+                printf("  %-44s %-9s fwd %.3g bwd %.3g\n", what, v->name, ef, eb);
+            if (!(ef <= 1e-4) || !(eb <= 1e-4)) {
+                fprintf(stderr, "%s %s: fwd err %.3g, bwd err %.3g > 1e-4\n", what, v->name, ef, eb);
+                fail();
+            }
+            worst_f[vi] = fmax(worst_f[vi], ef);
+            worst_b[vi] = fmax(worst_b[vi], eb);
+            ran[vi]++;
+            packed_free(uf, 0);
+            packed_free(ub, 1);
+        }
+        free(x);
+        free(w);
+        free(g);
+        free(yd);
+        free(xd);
+        free(xb);
+        free(gb);
+        free(wb);
+        free(yb);
+        free(db);
+    }
+    printf("  seed model shapes, post-ReLU x, He weights, vs double: worst norm-wise rel err\n");
+    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+        printf("    %-10s fwd %.3g  bwd-data %.3g  (%d shapes)\n", variants[vi].name, worst_f[vi], worst_b[vi],
+               ran[vi]);
+        assert_true(ran[vi] > 0);
+    }
+}
+
+int main(void)
+{
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        printf("test_avx2_winograd: SKIP: this CPU lacks AVX2+FMA\n");
+        return 77;
+    }
+    verbose = getenv("INCV3_TEST_VERBOSE") != NULL;
+    set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_supports),
+        cmocka_unit_test(test_listed),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_seed_model_accuracy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
