@@ -54,6 +54,12 @@
 #ifndef WG_FAR_TILES
 #define WG_FAR_TILES 48
 #endif
+/* Groups a call is cut into at least, where it has the tiles (6 per group): the unit of parallel work is
+ * the group, and small maps (the 75x75 model's 7x7 and 3x3 grids: 32 images x 4 tiles) left two threads
+ * with 2 groups against 1. A constant, not the thread count: the groups decide the summation order. */
+#ifndef WG_MIN_GROUPS
+#define WG_MIN_GROUPS 8
+#endif
 
 static void *wg_alloc(size_t bytes, const char *who)
 {
@@ -88,7 +94,7 @@ typedef struct wg_plan {
  * in WG_L2_BYTES, except when U is too large for the L3: then U's traffic from memory dominates and T
  * is raised to WG_FAR_TILES, V and M moving out to L3 (measured on the 384-channel 3x3 layers: F(4x4)
  * at 35x35 is 10% faster with T = 48 than with T = 24). Then a multiple of WG_MR, evened out over the
- * groups so that the last one is not a sliver. */
+ * groups so that the last one is not a sliver. At least WG_MIN_GROUPS groups where the tiles allow. */
 static int wg_group_tiles(int npos, int cp, int kp, int nt)
 {
     const size_t per_tile = (size_t)npos * (cp + kp) * sizeof(float);
@@ -96,6 +102,9 @@ static int wg_group_tiles(int npos, int cp, int kp, int nt)
     int t = (int)(WG_L2_BYTES / per_tile);
     if (u_bytes > WG_U_FAR_BYTES && t < WG_FAR_TILES)
         t = WG_FAR_TILES;
+    const int cap = ((nt + WG_MIN_GROUPS - 1) / WG_MIN_GROUPS + WG_MR - 1) / WG_MR * WG_MR;
+    if (t > cap)
+        t = cap;
     t -= t % WG_MR;
     if (t < WG_MR)
         t = WG_MR;

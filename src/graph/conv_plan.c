@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +60,9 @@ static const char *pass_name(incv3_conv_pass pass)
 void conv_plan_key(char *buf, size_t len, const char *family, incv3_conv_pass pass, incv3_isa isa,
                    const incv3_conv_shape *s)
 {
-    snprintf(buf, len, "%s %s %s c%d h%d w%d k%d %dx%d s%dx%d p%d,%d,%d,%d", family, pass_name(pass),
+    snprintf(buf, len, "%s %s %s c%d h%d w%d k%d %dx%d s%dx%d p%d,%d,%d,%d t%d", family, pass_name(pass),
              incv3_isa_name(isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride_h, s->stride_w, s->pad_top,
-             s->pad_left, s->pad_bottom, s->pad_right);
+             s->pad_left, s->pad_bottom, s->pad_right, omp_get_max_threads());
 }
 
 int conv_plan_is_family(const char *conv_algo)

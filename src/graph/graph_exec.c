@@ -1,5 +1,6 @@
 /* Forward and backward passes over the graph, with activation lifetimes: a node's output is freed as soon
  * as no later forward step and no backward step reads it. */
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -149,6 +150,7 @@ static int prepare_batch(incv3_graph *g, int batch, incv3_error *err)
     free_activations(g);
     incv3_tensor_free(&g->input_blk);
     g->batch = batch;
+    g->prepared_threads = omp_get_max_threads();
     incv3_graph_plan_fusion(g);
     for (int i = 0; i < g->n_nodes; i++) {
         incv3_node *nd = &g->nodes[i];
@@ -186,9 +188,19 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
     for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
         if ((outputs >> s) & 1u && g->outputs[s] < 0)
             return incv3_fail(err, "output %d requested but the graph has none", s);
+    /* Kernels are chosen per batch and thread count (the fastest of a layer can change with either); a new
+     * thread count alone only chooses the convolutions' kernels again. */
     if (batch != g->batch) {
         if (prepare_batch(g, batch, err))
             return -1;
+    } else if (omp_get_max_threads() != g->prepared_threads) {
+        free_activations(g);
+        g->prepared_threads = omp_get_max_threads();
+        for (int i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i].ops == &incv3_layer_conv && g->nodes[i].ops->prepare(g, &g->nodes[i], batch, err)) {
+                g->batch = 0;
+                return -1;
+            }
     } else {
         free_activations(g);
     }

@@ -79,6 +79,7 @@ struct incv3_graph {
     int outputs[INCV3_MAX_OUTPUTS];
     int in_c, in_h, in_w;
     int batch;          /* batch size prepared for, 0 = none */
+    int prepared_threads; /* OpenMP threads the kernels were chosen for */
     incv3_isa isa;
     incv3_layout layout; /* activations' layout: NCHW (reference kernels) or NCHW8c (AVX2) */
     char conv_algo[32];

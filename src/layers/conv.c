@@ -159,9 +159,14 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
 {
     const incv3_conv_kernel *k[3];
     incv3_conv_node_kernels(g, nd, batch, k);
-    nd->kfwd = k[0], nd->kbwd_data = k[1], nd->kbwd_weights = k[2];
-    if (!nd->kfwd || !nd->kbwd_data || !nd->kbwd_weights)
+    if (!k[0] || !k[1] || !k[2])
         return incv3_fail(err, "conv %s: no %s kernel serves this shape", nd->name, incv3_isa_name(g->isa));
+    /* The weights' buffers depend on the layer and its kernels only, not on the batch. */
+    const int same = k[0] == nd->kfwd && k[1] == nd->kbwd_data && k[2] == nd->kbwd_weights &&
+                     (g->layout != INCV3_LAYOUT_NCHW8C || nd->wblk);
+    nd->kfwd = k[0], nd->kbwd_data = k[1], nd->kbwd_weights = k[2];
+    if (same)
+        return 0;
     conv_release(nd);
     if (g->layout == INCV3_LAYOUT_NCHW8C) {
         incv3_conv_shape s = conv_shape(g, nd);
