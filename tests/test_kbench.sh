@@ -31,6 +31,28 @@ for args in "--op pool --shape 13,9,7,13,3,3,2,0,0" "--op pool --shape 5,8,8,5,3
     done
 done
 
+# Winograd: every tile by name and the family, with the direct-equivalent rate and the speed-up over direct;
+# a shape it cannot serve (stride 2) is a clear error.
+if "$kb" --algo winograd --shape 16,9,9,16,3,3,1,1,1 --batch 1 --repeat 1 --format json >/dev/null 2>&1; then
+    for algo in winograd winograd-f2x2 winograd-f4x4 winograd-f6x6; do
+        out=$("$kb" --algo "$algo" --op conv-bwd-data --shape 13,11,9,21,3,3,1,1,1 --batch 2 --repeat 1 --format json 2>/dev/null) ||
+            fail "--algo $algo failed"
+        grep -q '"kernel":"conv_bwd_data_f32_winograd_' <<<"$out" && grep -q '"speedup_vs_direct":' <<<"$out" ||
+            fail "--algo $algo: no Winograd row with its speed-up over direct: $out"
+    done
+    for algo in winograd-f2 winograd-f4; do
+        out=$("$kb" --algo "$algo" --shape 12,8,8,16,1,7,1,0,3 --batch 2 --repeat 1 --format json 2>/dev/null) ||
+            fail "--algo $algo on 1x7 failed"
+        grep -q '"kernel":"conv_fwd_f32_winograd_f[24]_1x7__avx2"' <<<"$out" || fail "--algo $algo on 1x7: $out"
+    done
+    err=$("$kb" --algo winograd-f4x4 --shape 16,9,9,16,3,3,2,1,1 --batch 1 --repeat 1 2>&1 >/dev/null)
+    [ $? -eq 1 ] && grep -q "winograd-f4x4" <<<"$err" && grep -q "stride-1" <<<"$err" ||
+        fail "Winograd on a stride-2 shape was not a clear error: $err"
+    echo "ok: winograd"
+else
+    echo "no Winograd kernels on this CPU/build: skipped"
+fi
+
 out=$("$kb" --shape 16,8,8,16,1,7,1,0,3 --batch 1 --repeat 1 --format csv 2>/dev/null)
 [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ] || fail "csv: expected a header and one row, got: $out"
 out=$("$kb" --shape 16,8,8,16,1,1,1,0,0 --batch 1 --repeat 1 2>/dev/null)
