@@ -4,6 +4,8 @@ incv3_build_packages=(gcc libc6-dev meson ninja-build pkg-config libhwloc-dev li
 # Not needed to build: gnuplot draws loss.png and accuracy.png (the trainer writes the rest without it);
 # curl and gzip fetch MNIST; python3 compares checkpoints in the trainer test.
 incv3_run_packages=(gnuplot-nox curl ca-certificates gzip python3)
+# Only for the tests: Debian's Fashion-MNIST, which the trainer test also learns (skipped where absent).
+incv3_test_packages=(dataset-fashion-mnist)
 
 incv3_ensure_packages() {
     local missing=() p
