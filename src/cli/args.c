@@ -41,6 +41,25 @@ int cli_parse_double(const char *cmd, const char *flag, const char *text, double
     return 0;
 }
 
+int cli_parse_threads(const char *cmd, const char *text, int *out, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p && n < max) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || (*end && *end != ',')) {
+            fprintf(stderr, "incv3 %s: --threads %s: expected thread counts like 1,2,4 (each 1..4096)\n", cmd, text);
+            return 0;
+        }
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0 || *p)
+        fprintf(stderr, "incv3 %s: --threads %s: expected 1 to %d thread counts like 1,2,4\n", cmd, text, max);
+    return *p ? 0 : n;
+}
+
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts)
 {
     opterr = 0;

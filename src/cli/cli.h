@@ -12,6 +12,10 @@
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, int *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out);
 
+/* A --threads list "1,2,4" into out (at most max counts, each 1..4096): returns how many, or 0 after
+ * printing "incv3 CMD: --threads TEXT: ..." to stderr. */
+int cli_parse_threads(const char *cmd, const char *text, int *out, int max);
+
 /* Runs getopt_long and reports unknown flags and missing values by name. Returns the option, -1 at the
  * end, or '?' after printing the error (the caller exits with EXIT_USAGE). */
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);

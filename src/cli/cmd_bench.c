@@ -89,26 +89,6 @@ static int run_step(const bench_ctx *b, incv3_error *err)
     return 0;
 }
 
-/* "1,2,4" -> counts; returns the number, 0 after reporting a bad list. */
-static int parse_threads(const char *text, int *out, int max)
-{
-    int n = 0;
-    const char *p = text;
-    while (*p && n < max) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 4096 || (*end && *end != ',')) {
-            fprintf(stderr, "incv3 bench: --threads %s: expected thread counts like 1,2,4 (each 1..4096)\n", text);
-            return 0;
-        }
-        out[n++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    if (n == 0 || *p)
-        fprintf(stderr, "incv3 bench: --threads %s: expected 1 to %d thread counts like 1,2,4\n", text, max);
-    return *p ? 0 : n;
-}
-
 static double median_of(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
@@ -214,7 +194,7 @@ int cmd_bench(int argc, char **argv)
             algo = optarg;
             break;
         case 't':
-            if (!(ncounts = parse_threads(optarg, counts, 16)))
+            if (!(ncounts = cli_parse_threads("bench", optarg, counts, 16)))
                 return cli_usage_hint("bench");
             break;
         case 'p':
