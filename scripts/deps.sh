@@ -7,6 +7,9 @@ incv3_run_packages=(gnuplot-nox curl ca-certificates gzip python3)
 # Only for the tests: Debian's Fashion-MNIST, which the trainer test also learns (skipped where absent).
 incv3_test_packages=(dataset-fashion-mnist)
 
+# Only for scripts/fuzz: clang with libFuzzer and its OpenMP runtime.
+incv3_fuzz_packages=(clang libomp-dev)
+
 incv3_ensure_packages() {
     local missing=() p
     for p in "$@"; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # incv3 train end to end: learning on the real MNIST subset, kill-and-resume equivalence (SIGKILL and
-# SIGTERM), the run directory's files, and the trainer's refusals.
+# SIGTERM), the run directory's files, the trainer's refusals, --keep, the fallback from a damaged
+# last.safetensors, and a full disk. (Many random kills: test_kill_resume.sh.)
 # Usage: test_train.sh INCV3 SOURCE_ROOT
 set -u
 exe=$1
@@ -134,6 +135,45 @@ cp "$data"/train-labels-idx1-ubyte.gz "$data"/t10k-* "$tmp/bad/"
 err=$("$exe" train --data "$tmp/bad" --out "$tmp/e" 2>&1 >/dev/null)
 [ $? -eq 1 ] && grep -q "train-images-idx3-ubyte.gz" <<<"$err" || fail "a corrupt images file was not named: $err"
 
+# 4b. Checkpoint integrity. --keep 2 leaves the newest two epoch-E-step-S files (plus last) and the same weights.
+"$exe" train "${tiny[@]}" --checkpoint-every 2 --keep 2 --out "$tmp/k" >"$tmp/k.log" 2>&1 || fail "--keep run failed: $(tail -3 "$tmp/k.log")"
+n=$(ls "$tmp/k/checkpoints/" | grep -c '^epoch-.*\.safetensors$')
+[ "$n" -eq 2 ] && [ -s "$tmp/k/checkpoints/last.safetensors" ] || fail "--keep 2 left $n epoch checkpoints: $(ls "$tmp/k/checkpoints")"
+[ "$(digest "$tmp/k/model.safetensors")" = "$want" ] || fail "the --keep run gave different weights"
+# A damaged last.safetensors (truncated) is refused and --resume falls back to the newest intact epoch file,
+# naming both; the run (finished, so it re-reports) keeps its weights.
+newest=$(ls "$tmp/k/checkpoints/" | grep '^epoch-' | sort -t- -k4 -n | tail -1)
+truncate -s -100 "$tmp/k/checkpoints/last.safetensors"
+out=$("$exe" train --resume "$tmp/k" 2>&1)
+[ $? -eq 0 ] && grep -q "last.safetensors: .*truncated" <<<"$out" && grep -q "resuming from the newest intact checkpoint .*$newest" <<<"$out" ||
+    fail "no fallback from a truncated last.safetensors to $newest: $(grep 'incv3 train' <<<"$out")"
+[ "$(digest "$tmp/k/model.safetensors")" = "$want" ] || fail "resuming from the fallback checkpoint changed the weights"
+# Every checkpoint damaged (one flipped byte each): refused, naming the problem.
+for f in "$tmp/k/checkpoints/"*.safetensors; do
+    python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[-3] ^= 1; open(p, "wb").write(b)' "$f"
+done
+err=$("$exe" train --resume "$tmp/k" 2>&1 >/dev/null)
+[ $? -eq 1 ] && grep -q "checksum mismatch: the file is damaged" <<<"$err" && grep -q "no intact" <<<"$err" ||
+    fail "a run whose checkpoints are all damaged was not refused clearly: $err"
+err=$("$exe" eval --checkpoint "$tmp/k/checkpoints/$newest" 2>&1 >/dev/null)
+[ $? -eq 1 ] && grep -q "$newest: checksum mismatch" <<<"$err" || fail "eval of a damaged file: $err"
+
+# 4c. A full disk (here a file-size limit: write() fails with EFBIG, SIGXFSZ is ignored): the checkpoint write
+# fails naming the file and the cause, the run stops non-zero saying how to resume, the previous checkpoint is
+# intact, and resuming without the limit ends with the uninterrupted run's weights. Checkpoints (~2.8 MB with
+# the AdamW moments) exceed the limit, the weights-only model file (~1 MB) and the logs do not.
+"$exe" train "${tiny[@]}" --epochs 1 --out "$tmp/full" >"$tmp/full.log" 2>&1 || fail "1-epoch run failed"
+cp "$tmp/full/checkpoints/last.safetensors" "$tmp/full-last"
+(ulimit -f 1500; exec "$exe" train --resume "$tmp/full" --epochs 2) >"$tmp/full2.log" 2>&1
+status=$?
+[ $status -eq 1 ] && grep -q "epoch-2-step-.*\.safetensors: .*File too large" "$tmp/full2.log" &&
+    grep -q "previous checkpoint .*last.safetensors is intact.*incv3 train --resume" "$tmp/full2.log" ||
+    fail "full disk: status $status, $(tail -1 "$tmp/full2.log")"
+cmp -s "$tmp/full-last" "$tmp/full/checkpoints/last.safetensors" || fail "full disk: last.safetensors changed"
+[ -z "$(find "$tmp/full" -name '*.tmp.*')" ] || fail "full disk: temporary files left behind"
+"$exe" train --resume "$tmp/full" --epochs 2 >>"$tmp/full.log" 2>&1 || fail "resume after the full disk failed"
+[ "$(digest "$tmp/full/model.safetensors")" = "$want" ] || fail "full disk + resume gave different weights"
+
 # 5. Learning: the issue's recipe reaches at least 90% on the real test set (PyTorch: 95.6%). The sanitizer
 # pass of CI checks memory, not accuracy, and skips this longest run.
 if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
@@ -153,15 +193,19 @@ if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
     echo "fashion-mnist run skipped in the sanitizer pass"
 elif [ ! -f "$fashion/train-images-idx3-ubyte.gz" ]; then
     echo "fashion-mnist run skipped: $fashion not found (apt-get install dataset-fashion-mnist)"
-elif ! "$exe" train --dataset fashion-mnist --image-size 75 --no-aux --width 0.25 --epochs 1 --limit-train 3000 \
+elif ! "$exe" train --dataset fashion-mnist --image-size 75 --no-aux --width 0.25 --epochs 3 --limit-train 6000 \
     --lr 2e-3 --out "$tmp/fashion" >"$tmp/fashion.log" 2>&1; then
     fail "fashion-mnist run failed: $(tail -3 "$tmp/fashion.log")"
 else
-    grep -q '"mean": *0.286' "$tmp/fashion/config.json" && grep -q '"std": *0.353' "$tmp/fashion/config.json" ||
-        fail "fashion-mnist run did not use its normalization: $(grep -E '"(mean|std)"' "$tmp/fashion/config.json")"
+    python3 - "$tmp/fashion/config.json" <<'PY' || fail "fashion-mnist run did not use its normalization"
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert abs(c["mean"] - 0.2860) < 1e-12 and abs(c["std"] - 0.3530) < 1e-12, (c["mean"], c["std"])
+PY
     acc=$(awk -F'|' '/^\| Accuracy \(%\) \|/ {gsub(/ /, "", $5); print $5; exit}' "$tmp/fashion/report.md")
     echo "fashion-mnist run: test accuracy $acc%"
-    awk -v a="$acc" 'BEGIN { exit !(a >= 65) }' || fail "fashion-mnist test accuracy $acc% < 65%"
+    # 3 epochs on 5,400 images of a width-0.25 model: about 79% validation accuracy here.
+    awk -v a="$acc" 'BEGIN { exit !(a >= 72) }' || fail "fashion-mnist test accuracy $acc% < 72%"
 fi
 
 if [ "$fails" -ne 0 ]; then

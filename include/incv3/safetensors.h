@@ -1,7 +1,8 @@
 /* Safetensors files: an 8-byte little-endian header length, a JSON header (tensor name -> dtype, shape,
  * data_offsets; optional "__metadata__" string map), then the raw little-endian tensor bytes.
  * Every byte read from a file is checked: a truncated file, a header that lies about sizes or offsets,
- * an unknown dtype or a missing tensor is an error naming the file and tensor, never a crash. */
+ * an unknown dtype or a missing tensor is an error naming the file and tensor, never a crash. A file with a
+ * "checksum" metadata entry (incv3's checkpoints) is also verified against it before anything is returned. */
 #ifndef INCV3_SAFETENSORS_H
 #define INCV3_SAFETENSORS_H
 
@@ -58,6 +59,10 @@ void incv3_st_writer_free(incv3_st_writer *w);
  * a bad shape, or NULL data for a non-empty tensor. */
 int incv3_st_writer_add(incv3_st_writer *w, const char *name, incv3_dtype dtype, int ndim, const int64_t *shape,
                         const void *data, incv3_error *err);
+/* Makes incv3_st_write add a "checksum" metadata entry ("crc32:" and 8 hex digits, first in the header) over
+ * every other byte of the file; incv3_st_open verifies it whenever a file has one and refuses a mismatch as
+ * a damaged file. The key "checksum" is then reserved. */
+void incv3_st_writer_checksum(incv3_st_writer *w);
 /* Adds a "__metadata__" entry; a duplicate key is an error. */
 int incv3_st_writer_meta(incv3_st_writer *w, const char *key, const char *value, incv3_error *err);
 /* Writes atomically: a temporary file in the same directory, fsync, rename over `path`, fsync of the

@@ -84,6 +84,11 @@ int cmd_summary(int argc, char **argv)
         fprintf(stderr, "incv3 summary: unexpected argument '%s'\n", argv[optind]);
         return cli_usage_hint("summary");
     }
+    if (plan && !kernels) {
+        /* A plan that is silently not read would look like one that was followed. */
+        fprintf(stderr, "incv3 summary: --plan %s needs --kernels (the plan decides the kernels it prints)\n", plan);
+        return cli_usage_hint("summary");
+    }
     incv3_error err;
     if (incv3_kernels_check(isa, algo, &err)) {
         fprintf(stderr, "incv3 summary: %s\n", err.msg);

@@ -1,9 +1,11 @@
+#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "train/trainer.h"
@@ -13,8 +15,8 @@ static const char usage[] =
     "                   [--lr X] [--weight-decay X] [--aux-weight X] [--label-smoothing X] [--image-size S]\n"
     "                   [--no-aux] [--width W] [--limit-train N] [--val-fraction F] [--dropout P] [--seed S]\n"
     "                   [--threads N] [--smt] [--bind core|none] [--checkpoint-every N] [--isa I]\n"
-    "                   [--conv-algo A] [--mean M] [--std S]\n"
-    "       incv3 train --resume DIR [--epochs N] [--threads N] [--smt] [--bind core|none]\n"
+    "                   [--conv-algo A] [--mean M] [--std S] [--keep K]\n"
+    "       incv3 train --resume DIR [--epochs N] [--threads N] [--smt] [--bind core|none] [--keep K]\n"
     "\n"
     "Trains the seed's Inception-V3 on MNIST-format data with the seed's recipe by default (10 epochs, batch 32,\n"
     "AdamW lr 1e-4 with weight decay 0.01, aux-loss weight 0.3, label smoothing 1e-4, 299x299), validating on a\n"
@@ -22,13 +24,14 @@ static const char usage[] =
     "the best-validation weights. Outputs in --out: report.md, metrics.csv, loss.png, accuracy.png,\n"
     "config.json, model.safetensors, best.safetensors, checkpoints/ (epoch-E-step-S.safetensors, last.safetensors).\n"
     "SIGINT/SIGTERM finish the current batch, write a checkpoint and exit; --resume continues exactly there.\n"
+    "Checkpoints carry a checksum; --resume falls back to the newest intact one when last.safetensors is damaged.\n"
     "\n"
     "  --data DIR            the four MNIST files (train-images-idx3-ubyte[.gz], ...; default data/mnist, or\n"
     "                        /usr/share/datasets/fashion-mnist with --dataset fashion-mnist)\n"
     "  --dataset D           mnist (default) or fashion-mnist (same format)\n"
     "  --out DIR             run directory (default runs/<date-time>); must be new or empty\n"
     "  --resume DIR          continue the run in DIR with its own settings (only --epochs, to extend a finished\n"
-    "                        run, and --threads/--smt/--bind may be given)\n"
+    "                        run, and --threads/--smt/--bind/--keep may be given)\n"
     "  --epochs N            default 10          --batch B            default 32\n"
     "  --lr X                default 1e-4        --weight-decay X     default 0.01 (AdamW, every parameter)\n"
     "  --aux-weight X        default 0.3         --label-smoothing X  default 1e-4\n"
@@ -42,6 +45,8 @@ static const char usage[] =
     "  --smt                 let SMT siblings (hardware threads) count and be used\n"
     "  --bind B              core (default: each thread pinned to its core with hwloc) or none\n"
     "  --checkpoint-every N  also checkpoint every N batches (default: at the end of each epoch only)\n"
+    "  --keep K              keep only the newest K epoch-E-step-S.safetensors (default: all; last, model and\n"
+    "                        best are always kept)\n"
     "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto (per layer the fastest, timed once\n"
     "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
     "                        winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
@@ -51,7 +56,7 @@ static const char usage[] =
 
 enum { O_DATA = 256, O_DATASET, O_OUT, O_RESUME, O_EPOCHS, O_BATCH, O_LR, O_WD, O_AUXW, O_LS, O_SIZE, O_NOAUX,
        O_WIDTH, O_LIMIT, O_VAL, O_DROPOUT, O_SEED, O_THREADS, O_CKPT, O_ISA, O_ALGO, O_MEAN, O_STD, O_SMT,
-       O_BIND };
+       O_BIND, O_KEEP };
 
 int cmd_train(int argc, char **argv)
 {
@@ -68,13 +73,14 @@ int cmd_train(int argc, char **argv)
         {"checkpoint-every", required_argument, NULL, O_CKPT}, {"isa", required_argument, NULL, O_ISA},
         {"conv-algo", required_argument, NULL, O_ALGO},    {"mean", required_argument, NULL, O_MEAN},
         {"std", required_argument, NULL, O_STD},           {"smt", no_argument, NULL, O_SMT},
-        {"bind", required_argument, NULL, O_BIND},         {"help", no_argument, NULL, 'h'},
+        {"bind", required_argument, NULL, O_BIND},         {"keep", required_argument, NULL, O_KEEP},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_train_config cfg;
     incv3_train_config_default(&cfg);
     const char *resume = NULL, *data = NULL, *out = NULL;
-    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, smt = 0, c;
+    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, smt = 0, keep = 0, c;
     const char *bind = "core";
     const char *other_flag = NULL;
     double d;
@@ -83,7 +89,8 @@ int cmd_train(int argc, char **argv)
         for (const struct option *o = opts; o->name; o++)
             if (o->val == c)
                 flag = o->name;
-        if (c != O_RESUME && c != O_EPOCHS && c != O_THREADS && c != O_SMT && c != O_BIND && c != 'h' && c != '?') {
+        if (c != O_RESUME && c != O_EPOCHS && c != O_THREADS && c != O_SMT && c != O_BIND && c != O_KEEP && c != 'h' &&
+            c != '?') {
             other_flags++;
             other_flag = flag;
         }
@@ -129,6 +136,7 @@ int cmd_train(int argc, char **argv)
             std_given = 1;
             break;
         case O_SMT: smt = 1; break;
+        case O_KEEP: bad = cli_parse_int("train", "--keep", optarg, 1, 1 << 30, &keep); break;
         case O_BIND:
             if (strcmp(optarg, "core") && strcmp(optarg, "none")) {
                 fprintf(stderr, "incv3 train: --bind %s: expected core or none\n", optarg);
@@ -150,7 +158,7 @@ int cmd_train(int argc, char **argv)
     if (resume) {
         if (other_flags) {
             fprintf(stderr, "incv3 train: --%s cannot be changed when resuming: --resume takes every setting from "
-                            "%s (only --epochs, --threads, --smt and --bind may be given)\n",
+                            "%s (only --epochs, --threads, --smt, --bind and --keep may be given)\n",
                     other_flag, resume);
             return EXIT_USAGE;
         }
@@ -178,14 +186,39 @@ int cmd_train(int argc, char **argv)
             snprintf(cfg.out, sizeof cfg.out, "runs/%s", stamp);
         }
     }
+    /* A new run's --out: refused here when it cannot be a run directory at all (a file, or a path through a
+     * file), so the message says that rather than "not empty"; remembered, so that the directories a run that
+     * fails before writing anything created are removed again and the same --out can be used next time. */
+    int out_existed = 0;
+    if (!resume) {
+        struct stat st;
+        if (stat(cfg.out, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "incv3 train: --out %s: exists and is not a directory\n", cfg.out);
+                return EXIT_USAGE;
+            }
+            out_existed = 1;
+        } else if (errno != ENOENT) {
+            fprintf(stderr, "incv3 train: --out %s: cannot use it: %s\n", cfg.out, strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
     if (epochs > 0)
         cfg.epochs = epochs;
     cfg.threads = threads; /* 0: the scheduler's default, one per core */
     cfg.smt = smt;
+    cfg.keep = keep; /* 0: keep every checkpoint */
     snprintf(cfg.bind, sizeof cfg.bind, "%s", bind);
     int interrupted;
     if (incv3_train(&cfg, resume != NULL, &interrupted, &err)) {
         fprintf(stderr, "incv3 train: %s\n", err.msg);
+        if (!resume) { /* rmdir removes empty directories only: whatever the run wrote stays */
+            char ckpts[sizeof cfg.out + 16];
+            snprintf(ckpts, sizeof ckpts, "%s/checkpoints", cfg.out);
+            rmdir(ckpts);
+            if (!out_existed)
+                rmdir(cfg.out);
+        }
         /* Flag values are checked before any work: those errors name the flag and are usage errors. */
         return err.msg[0] == '-' ? EXIT_USAGE : 1;
     }

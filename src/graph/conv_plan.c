@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "incv3/tensor.h"
 #include "layout/reorder.h"
@@ -146,7 +147,9 @@ int conv_plan_read_file(incv3_conv_plan *p, const char *path, incv3_error *err)
     return rc;
 }
 
-static int cache_path(char *buf, size_t len, int create_dir)
+/* The machine cache's file, $XDG_CACHE_HOME/incv3/conv-plan.json (else ~/.cache/incv3/...); with create_dir
+ * its directories are made. Returns 0, or -1 with the reason in err (err may be NULL). */
+static int cache_path(char *buf, size_t len, int create_dir, incv3_error *err)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[2048];
@@ -155,32 +158,46 @@ static int cache_path(char *buf, size_t len, int create_dir)
     else if (home && home[0])
         snprintf(dir, sizeof dir, "%s/.cache", home);
     else
-        return -1;
+        return incv3_fail(err, "no cache directory (set XDG_CACHE_HOME or HOME)");
     if (create_dir) {
-        mkdir(dir, 0755);
+        if (mkdir(dir, 0755) && errno != EEXIST)
+            return incv3_fail(err, "cannot create the cache directory %s: %s", dir, strerror(errno));
         strncat(dir, "/incv3", sizeof dir - strlen(dir) - 1);
         if (mkdir(dir, 0755) && errno != EEXIST)
-            return -1;
+            return incv3_fail(err, "cannot create the cache directory %s: %s", dir, strerror(errno));
     } else {
         strncat(dir, "/incv3", sizeof dir - strlen(dir) - 1);
     }
-    return snprintf(buf, len, "%s/conv-plan.json", dir) >= (int)len ? -1 : 0;
+    if (snprintf(buf, len, "%s/conv-plan.json", dir) >= (int)len)
+        return incv3_fail(err, "cache path %s/conv-plan.json is too long", dir);
+    return 0;
 }
 
 void conv_plan_cache_read(incv3_conv_plan *p)
 {
     char path[2200], cpu[256];
-    if (cache_path(path, sizeof path, 0))
+    if (cache_path(path, sizeof path, 0, NULL))
         return;
     cpu_model(cpu, sizeof cpu);
-    json_t *o = json_load_file(path, 0, NULL);
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    /* A damaged or foreign cache only costs the timing again; it never stops a run. A missing one is the
+     * normal first run; a damaged one is said, since the next cache write replaces it. */
+    if (!o && access(path, F_OK) == 0)
+        fprintf(stderr, "incv3: ignoring the damaged convolution-plan cache %s (%s); it is rebuilt\n", path,
+                je.text);
+    else if (o && !json_is_object(json_object_get(o, "cpus")))
+        fprintf(stderr, "incv3: ignoring the convolution-plan cache %s: no \"cpus\" object; it is rebuilt\n",
+                path);
     json_t *mine = o ? json_object_get(json_object_get(o, "cpus"), cpu) : NULL;
-    /* A damaged or foreign cache only costs the timing again; it never stops a run. */
     if (json_is_object(mine)) {
         incv3_conv_plan tmp = {0};
-        if (merge_object(&tmp, mine, path, NULL) == 0)
+        incv3_error merr;
+        if (merge_object(&tmp, mine, path, &merr) == 0)
             for (size_t i = 0; i < tmp.n; i++)
                 conv_plan_put(p, tmp.entries[i].key, tmp.entries[i].kernel);
+        else
+            fprintf(stderr, "incv3: ignoring this CPU's entries in the convolution-plan cache: %s\n", merr.msg);
         conv_plan_clear(&tmp);
     }
     json_decref(o);
@@ -189,8 +206,8 @@ void conv_plan_cache_read(incv3_conv_plan *p)
 int conv_plan_cache_add(const char *key, const char *kernel, incv3_error *err)
 {
     char path[2200], cpu[256];
-    if (cache_path(path, sizeof path, 1))
-        return incv3_fail(err, "no cache directory (set XDG_CACHE_HOME or HOME)");
+    if (cache_path(path, sizeof path, 1, err))
+        return -1;
     cpu_model(cpu, sizeof cpu);
     json_t *o = json_load_file(path, 0, NULL);
     if (!json_is_object(o)) {

@@ -387,11 +387,23 @@ static int find_one(const char *dir, const char *split, const char *stem, char *
         return incv3_fail(err, "%s: split name \"%s\" is too long", dir, split);
     static const char *const exts[2] = {"", ".gz"};
     struct stat st;
+    int dir_at = -1; /* a directory where the file should be: named in the error when no file is found */
     for (int i = 0; i < 2; i++) {
         if (join(out, len, dir, name, exts[i]))
             return incv3_fail(err, "%s: path of %s%s does not fit in %zu bytes", dir, name, exts[i], len);
-        if (stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
-            return 0;
+        if (stat(out, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                return 0;
+            if (dir_at < 0)
+                dir_at = i;
+        }
+    }
+    if (dir_at >= 0) {
+        join(out, len, dir, name, exts[dir_at]);
+        incv3_fail(err, "%s: is a directory, not an IDX file (MNIST %s %s)", out, split,
+                   strstr(stem, "images") ? "images" : "labels");
+        out[0] = '\0';
+        return -1;
     }
     out[0] = '\0';
     return incv3_fail(err, "%s: no MNIST %s %s: looked for %s and %s.gz", dir, split,

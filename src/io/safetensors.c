@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* The data section is little-endian and handed out in place, so a big-endian host would silently see
  * garbage. Refuse at build time where the compiler says, and at run time everywhere else. */
@@ -33,6 +34,21 @@
 #define ST_ALIGN ((size_t)64)
 /* Keep single read/write calls under the 2 GiB limit some kernels impose. */
 #define ST_IO_CHUNK ((size_t)1 << 30)
+
+/* The checksum (incv3_st_writer_checksum): a CRC-32 (zlib's) of every byte of the file except the eight hex
+ * digits of the checksum itself, i.e. the 8-byte header length, the whole JSON header (tensor names, dtypes,
+ * shapes, offsets, every metadata entry, the padding) and the whole data section. To make "every byte except
+ * the digits" well defined without a canonical JSON form, the writer puts the entry first: a checksummed
+ * header starts with exactly ST_CK_PREFIX, then 8 lowercase hex digits and a quote. The reader verifies the
+ * checksum whenever the metadata has a "checksum" key, and then requires that exact layout (anything else
+ * is a damaged file), so the digits sit at the fixed offset 8 + strlen(ST_CK_PREFIX). CRC-32 rather than a
+ * 64-bit hash: the threat is damage (torn writes, bad sectors, truncation, a bit flip), not an adversary;
+ * CRC-32 catches every burst of up to 32 flipped bits and misses random damage with probability 2^-32, and
+ * zlib's implementation (a dependency already) runs at memory speed. Files without the key (a PyTorch
+ * state_dict, a golden file, an older incv3 file) load unchecked, as before. */
+#define ST_CK_KEY "checksum"
+#define ST_CK_PREFIX "{\"" ST_META_KEY "\":{\"" ST_CK_KEY "\":\"crc32:"
+#define ST_CK_DIGITS 8
 
 static int host_is_little_endian(void)
 {
@@ -332,6 +348,65 @@ static int load_data(incv3_st_file *f, int fd, uint64_t data_start, incv3_error 
     return 0;
 }
 
+/* CRC of [off, off + len) of the file, read in pieces (gaps between tensors: other writers may leave some). */
+static int crc_file_range(int fd, uint64_t off, uint64_t len, uLong *crc)
+{
+    unsigned char buf[1 << 16];
+    while (len > 0) {
+        size_t n = len < sizeof buf ? (size_t)len : sizeof buf;
+        if (pread_all(fd, buf, n, off))
+            return -1;
+        *crc = crc32_z(*crc, buf, n);
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Verifies the "checksum" metadata entry (see ST_CK_PREFIX) against the bytes read: the length prefix and
+ * header as read, the tensors from their slots in file order, any gap from the file. */
+static int verify_checksum(const incv3_st_file *f, int fd, const unsigned char *lenbuf, const char *hbuf,
+                           uint64_t hlen, uint64_t data_size, incv3_error *err)
+{
+    const char *v = incv3_st_metadata(f, ST_CK_KEY);
+    if (!v)
+        return 0;
+    const size_t plen = strlen(ST_CK_PREFIX);
+    unsigned long want = 0;
+    int ok = hlen >= plen + ST_CK_DIGITS + 1 && memcmp(hbuf, ST_CK_PREFIX, plen) == 0 &&
+             hbuf[plen + ST_CK_DIGITS] == '"' && strlen(v) == 6 + ST_CK_DIGITS &&
+             memcmp(v, "crc32:", 6) == 0 && memcmp(v, hbuf + plen - 6, 6 + ST_CK_DIGITS) == 0;
+    for (int i = 0; ok && i < ST_CK_DIGITS; i++) {
+        const char c = v[6 + i];
+        ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        want = want << 4 | (unsigned long)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    if (!ok)
+        return incv3_fail(err, "%s: the checksum entry \"%.40s\" is malformed or out of place: the file is damaged",
+                          f->path, v);
+    uLong crc = crc32_z(0L, lenbuf, 8);
+    crc = crc32_z(crc, (const unsigned char *)hbuf, plen);
+    crc = crc32_z(crc, (const unsigned char *)hbuf + plen + ST_CK_DIGITS, (size_t)hlen - plen - ST_CK_DIGITS);
+    uint64_t pos = 0; /* within the data section */
+    for (size_t i = 0; i < f->count; i++) {
+        const st_entry *e = &f->entries[i];
+        if (e->begin == e->end)
+            continue;
+        if (e->begin > pos && crc_file_range(fd, 8 + hlen + pos, e->begin - pos, &crc))
+            return incv3_fail(err, "%s: reading the data section for its checksum failed: %s", f->path,
+                              read_error_text());
+        crc = crc32_z(crc, e->t.data, (size_t)(e->end - e->begin));
+        pos = e->end;
+    }
+    if (pos < data_size && crc_file_range(fd, 8 + hlen + pos, data_size - pos, &crc))
+        return incv3_fail(err, "%s: reading the data section for its checksum failed: %s", f->path,
+                          read_error_text());
+    if ((crc & 0xffffffffUL) != want)
+        return incv3_fail(err, "%s: checksum mismatch: the file is damaged (crc32 %08lx, expected %08lx)", f->path,
+                          (unsigned long)(crc & 0xffffffffUL), want);
+    return 0;
+}
+
 static int parse_header(incv3_st_file *f, uint64_t data_size, incv3_error *err)
 {
     size_t n = json_object_size(f->root);
@@ -432,8 +507,6 @@ incv3_st_file *incv3_st_open(const char *path, incv3_error *err)
     }
     json_error_t jerr;
     f->root = json_loadb(hbuf, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    free(hbuf);
-    hbuf = NULL;
     if (!f->root) {
         incv3_fail(err, "%s: header is not valid JSON: %s (line %d, column %d)", path, jerr.text, jerr.line,
                    jerr.column);
@@ -443,8 +516,12 @@ incv3_st_file *incv3_st_open(const char *path, incv3_error *err)
         incv3_fail(err, "%s: header is not a JSON object", path);
         goto fail;
     }
-    if (parse_header(f, fsize - 8 - hlen, err) || load_data(f, fd, 8 + hlen, err))
+    /* The checksum is checked after the structural validation (a truncated file gets that more specific
+     * message) and before the caller sees a byte. */
+    if (parse_header(f, fsize - 8 - hlen, err) || load_data(f, fd, 8 + hlen, err) ||
+        verify_checksum(f, fd, lenbuf, hbuf, hlen, fsize - 8 - hlen, err))
         goto fail;
+    free(hbuf);
     close(fd);
     return f;
 
@@ -545,6 +622,7 @@ struct incv3_st_writer {
     size_t nt, capt;
     st_wmeta *m;
     size_t nm, capm;
+    int checksum;
 };
 
 /* Returns the array with room for one more element (cap updated), or NULL leaving it unchanged. */
@@ -641,6 +719,12 @@ int incv3_st_writer_add(incv3_st_writer *w, const char *name, incv3_dtype dtype,
     return 0;
 }
 
+void incv3_st_writer_checksum(incv3_st_writer *w)
+{
+    if (w)
+        w->checksum = 1;
+}
+
 int incv3_st_writer_meta(incv3_st_writer *w, const char *key, const char *value, incv3_error *err)
 {
     if (!w || !key || !value)
@@ -674,13 +758,21 @@ static unsigned char *build_header(const incv3_st_writer *w, const char *path, s
     unsigned char *out = NULL;
     if (!root)
         goto oom;
-    if (w->nm) {
+    if (w->nm || w->checksum) {
         json_t *meta = json_object();
         if (json_object_set_new(root, ST_META_KEY, meta))
             goto oom;
-        for (size_t i = 0; i < w->nm; i++)
+        /* First, with placeholder digits: incv3_st_write fills them in (see ST_CK_PREFIX). */
+        if (w->checksum && json_object_set_new(meta, ST_CK_KEY, json_string("crc32:00000000")))
+            goto oom;
+        for (size_t i = 0; i < w->nm; i++) {
+            if (w->checksum && strcmp(w->m[i].key, ST_CK_KEY) == 0) {
+                incv3_fail(err, "%s: metadata key \"" ST_CK_KEY "\" is reserved for the file's checksum", path);
+                goto fail;
+            }
             if (json_object_set_new(meta, w->m[i].key, json_string(w->m[i].value)))
                 goto oom;
+        }
     }
     uint64_t off = 0;
     for (size_t i = 0; i < w->nt; i++) {
@@ -709,6 +801,10 @@ static unsigned char *build_header(const incv3_st_writer *w, const char *path, s
     if (!text)
         goto oom;
     size_t tlen = strlen(text);
+    if (w->checksum && strncmp(text, ST_CK_PREFIX, strlen(ST_CK_PREFIX)) != 0) {
+        incv3_fail(err, "%s: internal error: the checksum entry is not first in the header", path);
+        goto fail;
+    }
     size_t hlen = round_up(tlen, 8);
     if ((uint64_t)hlen > ST_MAX_HEADER) {
         incv3_fail(err, "%s: header would be %zu bytes, over the 100 MiB limit readers accept", path, hlen);
@@ -761,6 +857,18 @@ int incv3_st_write(const incv3_st_writer *w, const char *path, incv3_error *err)
     unsigned char *hdr = build_header(w, path, &hdr_len, err);
     if (!hdr)
         return -1;
+    if (w->checksum) {
+        /* Every byte but the digits, in file order (see ST_CK_PREFIX). */
+        const size_t at = 8 + strlen(ST_CK_PREFIX);
+        uLong crc = crc32_z(0L, hdr, at);
+        crc = crc32_z(crc, hdr + at + ST_CK_DIGITS, hdr_len - at - ST_CK_DIGITS);
+        for (size_t i = 0; i < w->nt; i++)
+            if (w->t[i].nbytes)
+                crc = crc32_z(crc, w->t[i].data, w->t[i].nbytes);
+        char digits[ST_CK_DIGITS + 1];
+        snprintf(digits, sizeof digits, "%08lx", (unsigned long)(crc & 0xffffffffUL));
+        memcpy(hdr + at, digits, ST_CK_DIGITS);
+    }
     st_write_ctx ctx = {w, hdr, hdr_len};
     int rc = incv3_write_file_atomic(path, write_body, &ctx, err);
     free(hdr);

@@ -355,7 +355,150 @@ static const char *out_path(run *r, const char *name)
     return r->path;
 }
 
-/* OUT/checkpoints/epoch-E-step-S.safetensors, then the same bytes as last.safetensors (both atomic). */
+/* ---- the checkpoints directory ---- */
+
+typedef struct ckpt_file {
+    long long step;
+    int epoch;
+    char name[256];
+} ckpt_file;
+
+static int cmp_ckpt_newest_first(const void *a, const void *b)
+{
+    const ckpt_file *x = a, *y = b;
+    if (x->step != y->step)
+        return x->step > y->step ? -1 : 1;
+    return (x->epoch < y->epoch) - (x->epoch > y->epoch);
+}
+
+/* The epoch-E-step-S.safetensors files of dir, newest (highest step) first; NULL with *n = 0 when there are
+ * none or dir cannot be read. The caller frees. */
+static ckpt_file *list_epoch_checkpoints(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    ckpt_file *list = NULL;
+    size_t cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int epoch, end = 0;
+        long long step;
+        if (sscanf(e->d_name, "epoch-%d-step-%lld.safetensors%n", &epoch, &step, &end) != 2 || end == 0 ||
+            e->d_name[end] != '\0' || strlen(e->d_name) >= sizeof list->name)
+            continue;
+        if (*n == cap) {
+            ckpt_file *grown = realloc(list, (cap = cap ? 2 * cap : 16) * sizeof *list);
+            if (!grown)
+                break;
+            list = grown;
+        }
+        list[*n].step = step, list[*n].epoch = epoch;
+        snprintf(list[*n].name, sizeof list->name, "%s", e->d_name);
+        (*n)++;
+    }
+    closedir(d);
+    if (list)
+        qsort(list, *n, sizeof *list, cmp_ckpt_newest_first);
+    return list;
+}
+
+/* --keep K: deletes the epoch-E-step-S.safetensors beyond the newest K (never last.safetensors, model or
+ * best). A file that cannot be deleted only costs a warning. */
+static void prune_checkpoints(const char *dir, int keep)
+{
+    if (keep <= 0)
+        return;
+    size_t n;
+    ckpt_file *list = list_epoch_checkpoints(dir, &n);
+    for (size_t i = (size_t)keep; i < n; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, list[i].name);
+        if (unlink(path) && errno != ENOENT)
+            fprintf(stderr, "incv3 train: warning: --keep %d: cannot delete %s: %s\n", keep, path, strerror(errno));
+    }
+    free(list);
+}
+
+/* Deletes the "<name>.tmp.XXXXXX" files an atomic write leaves behind when the process is killed during it
+ * (incv3_write_file_atomic); called on --resume, when no write of this run can be in progress. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        while (t && strstr(t + 1, ".tmp."))
+            t = strstr(t + 1, ".tmp.");
+        if (!t || t == e->d_name || strlen(t + 5) != 6)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) == 0)
+            printf("removed %s, left by an interrupted write\n", path);
+    }
+    closedir(d);
+}
+
+/* Calls try_fn on the checkpoint --resume continues from: ckpt_dir/last.safetensors, or when try_fn fails on
+ * it (damaged, truncated, missing), on each epoch-E-step-S.safetensors newest first until one succeeds; a
+ * fallback is announced on stderr naming both files. *chosen receives the path that succeeded. */
+typedef int (*ckpt_try_fn)(const char *path, void *ctx, incv3_error *err);
+
+static int with_resume_checkpoint(const char *out, ckpt_try_fn try_fn, void *ctx, char *chosen, size_t chosen_len,
+                                  incv3_error *err)
+{
+    char dir[2200], last[2300], path[2600];
+    snprintf(dir, sizeof dir, "%s/checkpoints", out);
+    snprintf(last, sizeof last, "%s/last.safetensors", dir);
+    incv3_error last_err, e;
+    if (try_fn(last, ctx, &last_err) == 0) {
+        snprintf(chosen, chosen_len, "%s", last);
+        return 0;
+    }
+    size_t n;
+    ckpt_file *list = list_epoch_checkpoints(dir, &n);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, list[i].name);
+        if (try_fn(path, ctx, &e)) {
+            fprintf(stderr, "incv3 train: %s (skipped)\n", e.msg);
+            continue;
+        }
+        fprintf(stderr,
+                "incv3 train: %s\nincv3 train: %s is unusable; resuming from the newest intact checkpoint %s "
+                "instead\n",
+                last_err.msg, last, path);
+        snprintf(chosen, chosen_len, "%s", path);
+        free(list);
+        return 0;
+    }
+    free(list);
+    if (n == 0 && access(last, F_OK) != 0)
+        return incv3_fail(err, "--resume %s: no checkpoint to continue from (%s)", out, last_err.msg);
+    return incv3_fail(err, "--resume %s: %s; no intact epoch-E-step-S.safetensors to fall back on (%zu tried): the "
+                           "run cannot be continued",
+                      out, last_err.msg, n);
+}
+
+/* A failed write during the run: the error (which names the file and the cause) plus where the run stands. */
+static int write_failed(const run *r, incv3_error *err)
+{
+    char msg[sizeof err->msg], last[2600];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    snprintf(last, sizeof last, "%s/last.safetensors", r->ckpt_dir);
+    if (access(last, F_OK) == 0)
+        return incv3_fail(err, "%s; the run stopped; the previous checkpoint %s is intact: fix the cause (disk "
+                               "space?) and continue with 'incv3 train --resume %s'",
+                          msg, last, r->cfg.out);
+    return incv3_fail(err, "%s; the run stopped before its first checkpoint: fix the cause (disk space?) and start it "
+                           "again",
+                      msg);
+}
+
+/* OUT/checkpoints/epoch-E-step-S.safetensors, then the same bytes as last.safetensors (both atomic, so a
+ * failed or killed write leaves the previous files as they were), then --keep's pruning. */
 static int save_checkpoint(run *r, incv3_error *err)
 {
     char *pos = state_to_json(&r->st);
@@ -372,7 +515,21 @@ static int save_checkpoint(run *r, incv3_error *err)
     if (rc == 0)
         rc = incv3_checkpoint_save(last, r->g, r->opt, r->config_json, pos, err);
     free(pos);
-    return rc;
+    if (rc)
+        return write_failed(r, err);
+    prune_checkpoints(r->ckpt_dir, r->cfg.keep);
+    return 0;
+}
+
+typedef struct resume_load {
+    run *r;
+    char *pos;
+} resume_load;
+
+static int try_resume_load(const char *path, void *ctx, incv3_error *err)
+{
+    resume_load *l = ctx;
+    return incv3_checkpoint_load(path, l->r->g, l->r->opt, NULL, &l->pos, err);
 }
 
 static int setup(run *r, int resume, incv3_error *err)
@@ -420,20 +577,29 @@ static int setup(run *r, int resume, incv3_error *err)
     if (!(r->config_json = config_to_json(c)))
         return incv3_fail(err, "out of memory");
     if (resume) {
-        char last[2600], *pos = NULL;
-        snprintf(last, sizeof last, "%s/last.safetensors", r->ckpt_dir);
-        if (incv3_checkpoint_load(last, r->g, r->opt, NULL, &pos, err))
+        resume_load l = {r, NULL};
+        char from[4200];
+        if (c->resume_from[0]) { /* chosen by incv3_train_config_from_run */
+            snprintf(from, sizeof from, "%s", c->resume_from);
+            if (incv3_checkpoint_load(from, r->g, r->opt, NULL, &l.pos, err))
+                return -1;
+        } else if (with_resume_checkpoint(c->out, try_resume_load, &l, from, sizeof from, err)) {
             return -1;
+        }
+        char *pos = l.pos;
         /* The same kernels as before the stop, so the resumed run computes what the uninterrupted one would. */
         const char *plan = out_path(r, "conv-plan.json");
         if (access(plan, F_OK) == 0 && incv3_graph_load_conv_plan(r->g, plan, err))
             return -1;
-        int rc = state_from_json(pos, last, &r->st, err);
+        int rc = state_from_json(pos, from, &r->st, err);
         free(pos);
         if (rc)
             return -1;
-        printf("resuming %s at epoch %d, batch %d (step %lld)\n", c->out, r->st.epoch + 1, r->st.batch,
-               (long long)r->st.step);
+        /* Only once the resume is certain: a refused --resume leaves the directory as it was. */
+        remove_stale_temporaries(c->out);
+        remove_stale_temporaries(r->ckpt_dir);
+        printf("resuming %s at epoch %d, batch %d (step %lld) from %s\n", c->out, r->st.epoch + 1, r->st.batch,
+               (long long)r->st.step, from);
     }
     return incv3_write_file_atomic(out_path(r, "config.json"), write_text, r->config_json, err);
 }
@@ -490,7 +656,7 @@ static int end_of_epoch(run *r, double epoch_seconds, incv3_split_result *val, i
         r->st.best_val_acc = val_acc;
         r->st.best_epoch = epoch;
         if (incv3_checkpoint_save(out_path(r, "best.safetensors"), r->g, NULL, r->config_json, NULL, err))
-            return -1;
+            return write_failed(r, err);
     }
     return 0;
 }
@@ -502,7 +668,9 @@ static int finish(run *r, double seconds, const incv3_split_result *val, incv3_e
     incv3_split_result test = {"Testing", 0, {0}}, best = {"Testing", 0, {0}};
     int rc = incv3_confusion_init(&test.conf, c->classes, err) || incv3_confusion_init(&best.conf, c->classes, err);
     if (rc == 0)
-        rc = incv3_checkpoint_save(out_path(r, "model.safetensors"), r->g, NULL, r->config_json, NULL, err);
+        rc = incv3_checkpoint_save(out_path(r, "model.safetensors"), r->g, NULL, r->config_json, NULL, err)
+                 ? write_failed(r, err)
+                 : 0;
     if (rc == 0)
         rc = evaluate(r->g, &r->test, &r->pp, c->batch, c->label_smoothing, &r->team, &test, err);
     int have_best = 0;
@@ -543,8 +711,16 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     r.cfg = *cfg;
     *interrupted = 0;
     incv3_split_result val = {"Validation", 0, {0}};
+    /* Over a file-size limit (ulimit -f) write() must fail with EFBIG, reported like a full disk, instead of
+     * SIGXFSZ killing the process in the middle of a checkpoint. */
+    struct sigaction ign, old_xfsz;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGXFSZ, &ign, &old_xfsz);
     int rc = setup(&r, resume, err) || incv3_confusion_init(&val.conf, cfg->classes, err) ? -1 : 0;
     if (rc) {
+        sigaction(SIGXFSZ, &old_xfsz, NULL);
         run_free(&r);
         return -1;
     }
@@ -615,27 +791,31 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
 done:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGXFSZ, &old_xfsz, NULL);
     incv3_confusion_free(&val.conf);
     run_free(&r);
     return rc;
 }
 
+/* A checkpoint --resume can use: it opens (checksum included) and its settings parse. */
+static int try_resume_config(const char *path, void *ctx, incv3_error *err)
+{
+    incv3_st_file *f = incv3_st_open(path, err);
+    if (!f)
+        return -1;
+    const char *meta = incv3_st_metadata(f, "config");
+    int rc = meta ? config_from_json(meta, path, ctx, err) : incv3_fail(err, "%s: no \"config\" metadata", path);
+    incv3_st_close(f);
+    return rc;
+}
+
 int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_error *err)
 {
-    char path[4200], *config = NULL;
-    snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", out);
-    incv3_error open_err;
-    incv3_st_file *f = incv3_st_open(path, &open_err);
-    if (!f)
-        return incv3_fail(err, "--resume %s: no checkpoint to continue from (%s)", out, open_err.msg);
-    const char *meta = incv3_st_metadata(f, "config");
-    config = meta ? strdup(meta) : NULL;
-    incv3_st_close(f);
-    if (!config)
-        return incv3_fail(err, "%s: no \"config\" metadata", path);
-    int rc = config_from_json(config, path, cfg, err);
-    free(config);
-    return rc;
+    char from[sizeof cfg->resume_from];
+    if (with_resume_checkpoint(out, try_resume_config, cfg, from, sizeof from, err))
+        return -1;
+    snprintf(cfg->resume_from, sizeof cfg->resume_from, "%s", from);
+    return 0;
 }
 
 /* ---- incv3 eval ---- */

@@ -20,6 +20,11 @@ typedef struct incv3_train_config {
      * means one per core (or OMP_NUM_THREADS); smt lets SMT siblings count; bind "core" pins the threads. */
     int smt;
     char bind[8];
+    /* Also run-time only: keep the newest `keep` epoch-E-step-S.safetensors and delete older ones after each
+     * checkpoint (0 keeps all); resume_from is the checkpoint --resume continues from (empty: the newest
+     * intact one, see incv3_train_config_from_run). */
+    int keep;
+    char resume_from[4200];
 } incv3_train_config;
 
 /* The seed's recipe: 10 epochs, batch 32, AdamW lr 1e-4, weight decay 0.01, aux weight 0.3, label
@@ -47,7 +52,9 @@ int incv3_evaluate_file(const char *path, const incv3_train_config *given, int a
 incv3_graph *incv3_load_model_file(const char *path, const incv3_train_config *given, int aux_given,
                                    incv3_train_config *used, incv3_error *err);
 
-/* Reads the settings of the run in `out` (its newest checkpoint) into cfg. */
+/* Reads the settings of the run in `out` into cfg from its newest intact checkpoint: checkpoints/last.safetensors,
+ * or when that is damaged or unreadable the newest epoch-E-step-S.safetensors that loads (a message on stderr
+ * names both); cfg->resume_from receives the file chosen. */
 int incv3_train_config_from_run(const char *out, incv3_train_config *cfg, incv3_error *err);
 
 #endif

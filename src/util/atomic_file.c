@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Directory that holds path ("." for a bare file name, "/" for a file in the root); caller frees. */
@@ -94,6 +95,18 @@ int incv3_write_file_atomic(const char *path, incv3_file_writer write_fn, void *
     if (fclose(cf)) {
         incv3_fail(err, "%s: closing the temporary file failed: %s", path, strerror(errno));
         goto out;
+    }
+    /* Test hook (tests/test_kill_resume.sh): INCV3_TEST_SLOW_CHECKPOINT_MS=N sleeps N ms here, between the
+     * complete temporary file and the rename, for .safetensors files, so that a kill lands inside a
+     * checkpoint write more often. Not for production use. */
+    const char *slow = getenv("INCV3_TEST_SLOW_CHECKPOINT_MS");
+    if (slow && plen > 12 && strcmp(path + plen - 12, ".safetensors") == 0) {
+        long ms = strtol(slow, NULL, 10);
+        if (ms > 0 && ms <= 60000) {
+            struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
+            while (nanosleep(&ts, &ts) && errno == EINTR) {
+            }
+        }
     }
     if (rename(tmp, path)) {
         incv3_fail(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
