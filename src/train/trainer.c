@@ -589,8 +589,10 @@ static int setup(run *r, int resume, incv3_error *err)
         char *pos = l.pos;
         /* The same kernels as before the stop, so the resumed run computes what the uninterrupted one would. */
         const char *plan = out_path(r, "conv-plan.json");
-        if (access(plan, F_OK) == 0 && incv3_graph_load_conv_plan(r->g, plan, err))
+        if (access(plan, F_OK) == 0 && incv3_graph_load_conv_plan(r->g, plan, err)) {
+            free(pos);
             return -1;
+        }
         int rc = state_from_json(pos, from, &r->st, err);
         free(pos);
         if (rc)
