@@ -12,6 +12,10 @@
 
 #include "incv3/model.h"
 #include "kernel_types.h"
+#include "layout/reorder.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static uint64_t conv_test_rng = 0x9E3779B97F4A7C15ull;
 
@@ -41,6 +45,45 @@ static inline float *conv_test_alloc(size_t count)
     float *p = malloc((count ? count : 1) * sizeof *p);
     assert_non_null(p);
     return p;
+}
+
+/* OpenMP threads of the kernels under test (bitwise-determinism checks run 1 and 2). */
+static inline void conv_test_set_threads(int t)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(t);
+#else
+    (void)t;
+#endif
+}
+
+/* NaN everywhere, so an output element a kernel forgets to write shows up in the error. */
+static inline void conv_test_fill_nan(float *p, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        p[i] = NAN;
+}
+
+static inline double *conv_test_dalloc(size_t count)
+{
+    double *p = malloc((count ? count : 1) * sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+/* A fresh NCHW8c copy of an NCHW tensor. */
+static inline float *conv_test_to_blocked(incv3_dims d, const float *nchw)
+{
+    float *b = conv_test_alloc(reorder_nchw8c_count(d));
+    reorder_nchw_to_nchw8c_f32(d, nchw, b);
+    return b;
+}
+
+static inline float *conv_test_dup(const float *p, size_t count)
+{
+    float *q = conv_test_alloc(count);
+    memcpy(q, p, count * sizeof *q);
+    return q;
 }
 
 static inline double conv_test_rel_err(const float *got, const float *want, size_t count)

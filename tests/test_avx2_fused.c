@@ -23,42 +23,6 @@
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
-static void set_threads(int t)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(t);
-#else
-    (void)t;
-#endif
-}
-
-static void fill_nan(float *p, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        p[i] = NAN;
-}
-
-static double *dalloc(size_t count)
-{
-    double *p = malloc((count ? count : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static float *to_blocked(incv3_dims d, const float *nchw)
-{
-    float *b = conv_test_alloc(reorder_nchw8c_count(d));
-    reorder_nchw_to_nchw8c_f32(d, nchw, b);
-    return b;
-}
-
-static float *dup(const float *p, size_t count)
-{
-    float *q = conv_test_alloc(count);
-    memcpy(q, p, count * sizeof *q);
-    return q;
-}
-
 static void assert_padding_zero(incv3_dims d, const float *b)
 {
     const int CB = incv3_blocks8(d.c);
@@ -116,7 +80,7 @@ static void assert_guard(const float *p, int c)
 
 static double *dparam_alloc(int c)
 {
-    double *p = dalloc((size_t)c + GUARD);
+    double *p = conv_test_dalloc((size_t)c + GUARD);
     for (int i = 0; i < c + GUARD; i++)
         p[i] = 12345.0;
     return p;
@@ -147,24 +111,24 @@ static void check_conv_stats(const conv_case *cc)
     /* A bias-like offset on a few weights makes the channel means clearly non-zero. */
     for (size_t i = 0; i < wcnt; i += 7)
         w[i] = fabsf(w[i]);
-    float *xb = to_blocked(dx, x);
+    float *xb = conv_test_to_blocked(dx, x);
     float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
     reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
 
     conv_fwd_f32_ref__scalar(&s, x, w, yref);
 
     float *yplain = conv_test_alloc(ybcnt), *y1 = conv_test_alloc(ybcnt), *y2 = conv_test_alloc(ybcnt);
-    fill_nan(yplain, ybcnt);
-    fill_nan(y1, ybcnt);
-    fill_nan(y2, ybcnt);
+    conv_test_fill_nan(yplain, ybcnt);
+    conv_test_fill_nan(y1, ybcnt);
+    conv_test_fill_nan(y2, ybcnt);
     double *sum1 = dparam_alloc(s.k), *sq1 = dparam_alloc(s.k), *sum2 = dparam_alloc(s.k), *sq2 = dparam_alloc(s.k);
 
-    set_threads(2);
+    conv_test_set_threads(2);
     conv_fwd_f32_direct__avx2(&s, xb, wb, yplain);
     conv_fwd_stats_f32_direct__avx2(&s, xb, wb, y2, sum2, sq2);
-    set_threads(1);
+    conv_test_set_threads(1);
     conv_fwd_stats_f32_direct__avx2(&s, xb, wb, y1, sum1, sq1);
-    set_threads(2);
+    conv_test_set_threads(2);
 
     if (memcmp(yplain, y1, ybcnt * sizeof *y1) != 0) {
         fprintf(stderr, "%s: output differs from conv_fwd_f32_direct__avx2\n", desc);
@@ -357,8 +321,8 @@ static void test_bn_relu_fwd(void **state)
         float *x = conv_test_alloc(cnt), *g = conv_test_alloc(d.c), *b = conv_test_alloc(d.c);
         fill_bn_input(d, x);
         fill_params(d.c, g, b);
-        float *xb = to_blocked(d, x);
-        double *sum = dalloc(d.c), *sumsq = dalloc(d.c);
+        float *xb = conv_test_to_blocked(d, x);
+        double *sum = conv_test_dalloc(d.c), *sumsq = conv_test_dalloc(d.c);
         channel_sums(d, x, sum, sumsq);
 
         /* Reference: bn_fwd_train then relu. */
@@ -368,12 +332,12 @@ static void test_bn_relu_fwd(void **state)
 
         float *y1 = conv_test_alloc(bcnt), *y2 = conv_test_alloc(bcnt);
         float *m1 = param_alloc(d.c), *v1 = param_alloc(d.c), *m2 = param_alloc(d.c), *v2 = param_alloc(d.c);
-        fill_nan(y1, bcnt);
-        set_threads(1);
+        conv_test_fill_nan(y1, bcnt);
+        conv_test_set_threads(1);
         bn_relu_fwd_train_f32_blocked__avx2(d, xb, sum, sumsq, g, b, eps, y1, m1, v1);
-        set_threads(2);
+        conv_test_set_threads(2);
         /* In place, 2 threads: bitwise the same. */
-        float *y2src = dup(xb, bcnt);
+        float *y2src = conv_test_dup(xb, bcnt);
         bn_relu_fwd_train_f32_blocked__avx2(d, y2src, sum, sumsq, g, b, eps, y2src, m2, v2);
         memcpy(y2, y2src, bcnt * sizeof *y2);
         free(y2src);
@@ -404,11 +368,11 @@ static void test_bn_relu_fwd(void **state)
         float *yir = conv_test_alloc(cnt);
         bn_fwd_infer_f32_ref__scalar(d, x, g, b, rm, rv, eps, yir);
         relu_fwd_f32_ref__scalar(cnt, yir, yir);
-        float *yi1 = conv_test_alloc(bcnt), *yi2 = dup(xb, bcnt);
-        fill_nan(yi1, bcnt);
-        set_threads(1);
+        float *yi1 = conv_test_alloc(bcnt), *yi2 = conv_test_dup(xb, bcnt);
+        conv_test_fill_nan(yi1, bcnt);
+        conv_test_set_threads(1);
         bn_relu_fwd_infer_f32_blocked__avx2(d, xb, g, b, rm, rv, eps, yi1);
-        set_threads(2);
+        conv_test_set_threads(2);
         bn_relu_fwd_infer_f32_blocked__avx2(d, yi2, g, b, rm, rv, eps, yi2); /* in place */
         snprintf(what, sizeof what, "bn_relu_fwd_infer n%d c%d %dx%d", d.n, d.c, d.h, d.w);
         const double ei = blocked_err(d, yi1, yir);
@@ -456,7 +420,7 @@ static void test_chain(void **state)
     float *x = conv_test_alloc(xcnt), *w = conv_test_alloc(wcnt), *yc = conv_test_alloc(cnt);
     conv_test_fill(x, xcnt);
     conv_test_fill(w, wcnt);
-    float *xb = to_blocked(dx, x);
+    float *xb = conv_test_to_blocked(dx, x);
     float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
     reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
     conv_fwd_f32_ref__scalar(&s, x, w, yc);
@@ -469,7 +433,7 @@ static void test_chain(void **state)
 
     const size_t bcnt = reorder_nchw8c_count(d);
     float *yb = conv_test_alloc(bcnt);
-    double *sum = dalloc(s.k), *sumsq = dalloc(s.k);
+    double *sum = conv_test_dalloc(s.k), *sumsq = conv_test_dalloc(s.k);
     float *m = conv_test_alloc(s.k), *v = conv_test_alloc(s.k);
     conv_fwd_stats_f32_direct__avx2(&s, xb, wb, yb, sum, sumsq);
     bn_relu_fwd_train_f32_blocked__avx2(d, yb, sum, sumsq, g, b, 1e-3f, yb, m, v);
@@ -522,25 +486,25 @@ static void test_bn_relu_bwd(void **state)
         float *dy = conv_test_alloc(cnt), *dx0 = conv_test_alloc(cnt), *dz = conv_test_alloc(cnt);
         conv_test_fill(dy, cnt);
         conv_test_fill(dx0, cnt);
-        float *xb = to_blocked(d, x), *yb = to_blocked(d, y), *dyb = to_blocked(d, dy), *dx0b = to_blocked(d, dx0);
+        float *xb = conv_test_to_blocked(d, x), *yb = conv_test_to_blocked(d, y), *dyb = conv_test_to_blocked(d, dy), *dx0b = conv_test_to_blocked(d, dx0);
 
         for (int acc = 0; acc < 2; acc++) {
             /* Reference: relu_bwd into dz, then bn_bwd_train. */
-            float *dxr = acc ? dup(dx0, cnt) : conv_test_alloc(cnt);
+            float *dxr = acc ? conv_test_dup(dx0, cnt) : conv_test_alloc(cnt);
             float *dgr = conv_test_alloc(d.c), *dbr = conv_test_alloc(d.c);
             relu_bwd_f32_ref__scalar(cnt, y, dy, dz, 0);
             bn_bwd_train_f32_ref__scalar(d, x, dz, g, mean, var, eps, dxr, dgr, dbr, acc);
 
-            float *dx1 = acc ? dup(dx0b, bcnt) : conv_test_alloc(bcnt);
-            float *dx2 = acc ? dup(dx0b, bcnt) : conv_test_alloc(bcnt);
+            float *dx1 = acc ? conv_test_dup(dx0b, bcnt) : conv_test_alloc(bcnt);
+            float *dx2 = acc ? conv_test_dup(dx0b, bcnt) : conv_test_alloc(bcnt);
             if (!acc) {
-                fill_nan(dx1, bcnt);
-                fill_nan(dx2, bcnt);
+                conv_test_fill_nan(dx1, bcnt);
+                conv_test_fill_nan(dx2, bcnt);
             }
             float *dg1 = param_alloc(d.c), *db1 = param_alloc(d.c), *dg2 = param_alloc(d.c), *db2 = param_alloc(d.c);
-            set_threads(1);
+            conv_test_set_threads(1);
             bn_relu_bwd_train_f32_blocked__avx2(d, xb, yb, dyb, g, mean, var, eps, dx1, dg1, db1, acc);
-            set_threads(2);
+            conv_test_set_threads(2);
             bn_relu_bwd_train_f32_blocked__avx2(d, xb, yb, dyb, g, mean, var, eps, dx2, dg2, db2, acc);
 
             char what[96];

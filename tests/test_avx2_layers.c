@@ -21,29 +21,7 @@
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
-static void set_threads(int t)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(t);
-#else
-    (void)t;
-#endif
-}
-
-static void fill_nan(float *p, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        p[i] = NAN;
-}
-
 /* A blocked copy of an NCHW tensor (padding lanes zero). */
-static float *to_blocked(incv3_dims d, const float *nchw)
-{
-    float *b = conv_test_alloc(reorder_nchw8c_count(d));
-    reorder_nchw_to_nchw8c_f32(d, nchw, b);
-    return b;
-}
-
 /* Every padding lane of a blocked tensor compares equal to 0. */
 static void assert_padding_zero(incv3_dims d, const float *b)
 {
@@ -90,13 +68,6 @@ static void assert_blocked_exact(incv3_dims d, const float *b, const float *want
     assert_padding_zero(d, b);
 }
 
-static float *dup(const float *p, size_t count)
-{
-    float *q = conv_test_alloc(count);
-    memcpy(q, p, count * sizeof *q);
-    return q;
-}
-
 /* Parameter arrays of c entries followed by sentinels that must stay untouched. */
 #define GUARD 8
 static float *param_alloc(int c)
@@ -125,18 +96,18 @@ static void bn_run(incv3_dims d, const float *xb, const float *g, const float *b
     const size_t bcnt = reorder_nchw8c_count(d);
     o->y = conv_test_alloc(bcnt);
     o->yi = conv_test_alloc(bcnt);
-    fill_nan(o->y, bcnt);
-    fill_nan(o->yi, bcnt);
+    conv_test_fill_nan(o->y, bcnt);
+    conv_test_fill_nan(o->yi, bcnt);
     o->mean = param_alloc(d.c);
     o->var = param_alloc(d.c);
     bn_fwd_train_f32_blocked__avx2(d, xb, g, b, eps, o->y, o->mean, o->var);
     bn_fwd_infer_f32_blocked__avx2(d, xb, g, b, rm, rv, eps, o->yi);
     for (int acc = 0; acc < 2; acc++) {
-        o->dx[acc] = acc ? dup(dx0b, bcnt) : conv_test_alloc(bcnt);
-        o->dxi[acc] = acc ? dup(dx0b, bcnt) : conv_test_alloc(bcnt);
+        o->dx[acc] = acc ? conv_test_dup(dx0b, bcnt) : conv_test_alloc(bcnt);
+        o->dxi[acc] = acc ? conv_test_dup(dx0b, bcnt) : conv_test_alloc(bcnt);
         if (!acc) {
-            fill_nan(o->dx[acc], bcnt);
-            fill_nan(o->dxi[acc], bcnt);
+            conv_test_fill_nan(o->dx[acc], bcnt);
+            conv_test_fill_nan(o->dxi[acc], bcnt);
         }
         o->dg[acc] = param_alloc(d.c);
         o->db[acc] = param_alloc(d.c);
@@ -200,11 +171,11 @@ static void check_bn(int n, int c, int h, int w, float shift)
     bn_fwd_train_f32_ref__scalar(d, x, g, b, eps, y, mean, var);
     bn_fwd_infer_f32_ref__scalar(d, x, g, b, mean, var, eps, yi);
 
-    float *xb = to_blocked(d, x), *dyb = to_blocked(d, dy), *dx0b = to_blocked(d, dx0);
+    float *xb = conv_test_to_blocked(d, x), *dyb = conv_test_to_blocked(d, dy), *dx0b = conv_test_to_blocked(d, dx0);
     bn_out o1, o2;
-    set_threads(1);
+    conv_test_set_threads(1);
     bn_run(d, xb, g, b, mean, var, dyb, dx0b, eps, &o1);
-    set_threads(2);
+    conv_test_set_threads(2);
     bn_run(d, xb, g, b, mean, var, dyb, dx0b, eps, &o2);
     bn_same_bits(d, &o1, &o2);
 
@@ -276,8 +247,8 @@ static void check_relu(size_t count)
     for (size_t i = 5; i < count; i += 101)
         x[i] = NAN;
     for (int t = 1; t <= 2; t++) {
-        set_threads(t);
-        fill_nan(y, count);
+        conv_test_set_threads(t);
+        conv_test_fill_nan(y, count);
         relu_fwd_f32__avx2(count, x, y);
         relu_fwd_f32_ref__scalar(count, x, yr);
         assert_memory_equal(y, yr, count * sizeof *y);
@@ -286,7 +257,7 @@ static void check_relu(size_t count)
                 conv_test_fill(dx, count);
                 memcpy(dxr, dx, count * sizeof *dx);
             } else {
-                fill_nan(dx, count);
+                conv_test_fill_nan(dx, count);
             }
             relu_bwd_f32__avx2(count, yr, dy, dx, acc);
             relu_bwd_f32_ref__scalar(count, yr, dy, dxr, acc);
@@ -316,15 +287,15 @@ static void pool_run(const incv3_pool_shape *s, const float *xb, const float *dy
     const size_t bi = reorder_nchw8c_count(di), bo = reorder_nchw8c_count(dout);
     out[0] = conv_test_alloc(bo);
     out[1] = conv_test_alloc(bo);
-    fill_nan(out[0], bo);
-    fill_nan(out[1], bo);
+    conv_test_fill_nan(out[0], bo);
+    conv_test_fill_nan(out[1], bo);
     maxpool_fwd_f32_blocked__avx2(s, xb, out[0]);
     avgpool_fwd_f32_blocked__avx2(s, xb, out[1]);
     for (int acc = 0; acc < 2; acc++) {
-        float *m = acc ? dup(dx0b, bi) : conv_test_alloc(bi), *a = acc ? dup(dx0b, bi) : conv_test_alloc(bi);
+        float *m = acc ? conv_test_dup(dx0b, bi) : conv_test_alloc(bi), *a = acc ? conv_test_dup(dx0b, bi) : conv_test_alloc(bi);
         if (!acc) {
-            fill_nan(m, bi);
-            fill_nan(a, bi);
+            conv_test_fill_nan(m, bi);
+            conv_test_fill_nan(a, bi);
         }
         maxpool_bwd_f32_blocked__avx2(s, xb, dyb, m, acc);
         avgpool_bwd_f32_blocked__avx2(s, dyb, a, acc);
@@ -351,12 +322,12 @@ static void check_pool(int n, int c, int h, int w, const pool_case *pc, int ties
     if (ties)
         for (size_t i = 0; i < ci; i++)
             x[i] = (float)conv_test_int(-2, 1);
-    float *xb = to_blocked(di, x), *dyb = to_blocked(dout, dy), *dx0b = to_blocked(di, dx0);
+    float *xb = conv_test_to_blocked(di, x), *dyb = conv_test_to_blocked(dout, dy), *dx0b = conv_test_to_blocked(di, dx0);
 
     float *r1[6], *r2[6];
-    set_threads(1);
+    conv_test_set_threads(1);
     pool_run(&s, xb, dyb, dx0b, r1);
-    set_threads(2);
+    conv_test_set_threads(2);
     pool_run(&s, xb, dyb, dx0b, r2);
     for (int k = 0; k < 6; k++)
         assert_memory_equal(r1[k], r2[k], (k < 2 ? bo : bi) * sizeof(float));
@@ -427,7 +398,7 @@ static void test_pool_nan(void **state)
     x[100] = INFINITY;
     x[140] = -INFINITY;
     conv_test_fill(dy, co);
-    float *xb = to_blocked(di, x), *dyb = to_blocked(dout, dy);
+    float *xb = conv_test_to_blocked(di, x), *dyb = conv_test_to_blocked(dout, dy);
     float *y = conv_test_alloc(reorder_nchw8c_count(dout)), *dx = conv_test_alloc(reorder_nchw8c_count(di));
     float *yr = conv_test_alloc(co), *dxr = conv_test_alloc(ci);
     maxpool_fwd_f32_blocked__avx2(&s, xb, y);
@@ -452,14 +423,14 @@ static void check_concat(int n, int h, int w, const int *sizes, int count)
     /* NCHW concat of random slices as the oracle. */
     float *cat = conv_test_alloc(dcnt);
     conv_test_fill(cat, dcnt);
-    float *catb = to_blocked(dd, cat);
+    float *catb = conv_test_to_blocked(dd, cat);
     float *dst = conv_test_alloc(dbc), *dst_nan = conv_test_alloc(dbc);
     memset(dst, 0, dbc * sizeof *dst);
-    fill_nan(dst_nan, dbc);
+    conv_test_fill_nan(dst_nan, dbc);
 
     float *ddst = conv_test_alloc(dcnt);
     conv_test_fill(ddst, dcnt);
-    float *ddstb = to_blocked(dd, ddst);
+    float *ddstb = conv_test_to_blocked(dd, ddst);
 
     float *srcbs[16];
     int offs[16];
@@ -474,7 +445,7 @@ static void check_concat(int n, int h, int w, const int *sizes, int count)
             memcpy(src + (size_t)i * sc * hw, cat + ((size_t)i * dst_c + off) * hw, (size_t)sc * hw * sizeof *src);
             memcpy(dslice + (size_t)i * sc * hw, ddst + ((size_t)i * dst_c + off) * hw, (size_t)sc * hw * sizeof *src);
         }
-        float *srcb = to_blocked(ds, src);
+        float *srcb = conv_test_to_blocked(ds, src);
         concat_slice_fwd_f32_nchw8c(n, h, w, srcb, sc, dst, dst_c, off);
         srcbs[k] = srcb;
         offs[k] = off;
@@ -483,13 +454,13 @@ static void check_concat(int n, int h, int w, const int *sizes, int count)
             float *dsrc = conv_test_alloc(sbc);
             if (acc) {
                 conv_test_fill(prev, scnt);
-                float *pb = to_blocked(ds, prev);
+                float *pb = conv_test_to_blocked(ds, prev);
                 memcpy(dsrc, pb, sbc * sizeof *dsrc);
                 free(pb);
                 for (size_t i = 0; i < scnt; i++)
                     prev[i] += dslice[i];
             } else {
-                fill_nan(dsrc, sbc);
+                conv_test_fill_nan(dsrc, sbc);
                 memcpy(prev, dslice, scnt * sizeof *prev);
             }
             concat_slice_bwd_f32_nchw8c(n, h, w, ddstb, dst_c, off, dsrc, sc, acc);
@@ -528,7 +499,7 @@ static void test_concat(void **state)
     static const int e[] = {13, 16, 5, 3};
     static const int f[] = {8, 5, 8, 11, 16};
     for (int t = 1; t <= 2; t++) {
-        set_threads(t);
+        conv_test_set_threads(t);
         check_concat(1, 5, 7, a, 4);
         check_concat(3, 3, 3, b, 6);
         check_concat(3, 4, 5, c, 6);

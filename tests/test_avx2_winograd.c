@@ -75,42 +75,6 @@ static const wg_variant variants[] = {
 static int verbose;
 static double worst_uniform[NVARIANTS]; /* worst error on uniform data, per variant, for the summary */
 
-static void set_threads(int t)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(t);
-#else
-    (void)t;
-#endif
-}
-
-static void fill_nan(float *p, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        p[i] = NAN;
-}
-
-static double *dalloc(size_t count)
-{
-    double *p = malloc((count ? count : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static float *to_blocked(incv3_dims d, const float *nchw)
-{
-    float *b = conv_test_alloc(reorder_nchw8c_count(d));
-    reorder_nchw_to_nchw8c_f32(d, nchw, b);
-    return b;
-}
-
-static float *dup(const float *p, size_t count)
-{
-    float *q = conv_test_alloc(count);
-    memcpy(q, p, count * sizeof *q);
-    return q;
-}
-
 /* Padding lanes of a blocked tensor: +0 (want_bits NULL), or bitwise those of want_bits. */
 static void check_padding(incv3_dims d, const float *b, const float *want_bits, const char *what)
 {
@@ -207,7 +171,7 @@ static float *pack(const wg_variant *v, const incv3_conv_shape *s, const float *
     void *base = NULL;
     assert_int_equal(posix_memalign(&base, 64, (cnt + 4) * sizeof(float)), 0);
     float *u = (float *)base + (bwd ? 4 : 0);
-    fill_nan(u, cnt); /* every entry must be written */
+    conv_test_fill_nan(u, cnt); /* every entry must be written */
     (bwd ? v->pack_bwd : v->pack_fwd)(s, wb, u);
     return u;
 }
@@ -239,7 +203,7 @@ static void check_case(size_t vi, const conv_case *cc)
     conv_test_fill(w, wcnt);
     conv_test_fill(g, ycnt);
     float *xa = abs_copy(x, xcnt), *wa = tap_max_weights(&s, w), *ga = abs_copy(g, ycnt);
-    float *xb = to_blocked(dx, x), *gb = to_blocked(dy, g);
+    float *xb = conv_test_to_blocked(dx, x), *gb = conv_test_to_blocked(dy, g);
     float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
     reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
     float *uf = pack(v, &s, wb, 0), *ub = pack(v, &s, wb, 1);
@@ -248,7 +212,7 @@ static void check_case(size_t vi, const conv_case *cc)
     float *yref = conv_test_alloc(ycnt), *yabs = conv_test_alloc(ycnt), *yb = conv_test_alloc(ybcnt);
     conv_fwd_f32_ref__scalar(&s, x, w, yref);
     conv_fwd_f32_ref__scalar(&s, xa, wa, yabs);
-    fill_nan(yb, ybcnt);
+    conv_test_fill_nan(yb, ybcnt);
     v->fwd(&s, xb, uf, yb);
     snprintf(desc + len, sizeof desc - len, " %s fwd", v->name);
     double e = blocked_err(dy, yb, yref, yabs);
@@ -259,8 +223,8 @@ static void check_case(size_t vi, const conv_case *cc)
     /* statistics: exactly those of the kernel's own y (to double rounding), and against the double sums
      * of the reference's y, with the floor of blocked_err per element */
     float *ys = conv_test_alloc(ybcnt);
-    double *sum = dalloc(s.k), *sq = dalloc(s.k);
-    fill_nan(ys, ybcnt);
+    double *sum = conv_test_dalloc(s.k), *sq = conv_test_dalloc(s.k);
+    conv_test_fill_nan(ys, ybcnt);
     v->stats(&s, xb, uf, ys, sum, sq);
     snprintf(desc + len, sizeof desc - len, " %s stats", v->name);
     assert_same_bits(ys, yb, ybcnt * sizeof *ys, desc);
@@ -325,7 +289,7 @@ static void check_case(size_t vi, const conv_case *cc)
                 for (size_t i = 0; i < hw; i++)
                     zabs[((size_t)n * s.k + k) * hw + i] = sc * yabs[((size_t)n * s.k + k) * hw + i];
             }
-        fill_nan(zb, ybcnt);
+        conv_test_fill_nan(zb, ybcnt);
         v->infer(&s, xb, uf, zb, gm, bt, mu, var, 1e-3f);
         snprintf(desc + len, sizeof desc - len, " %s infer", v->name);
         e = blocked_err(dy, zb, zr, zabs);
@@ -348,8 +312,8 @@ static void check_case(size_t vi, const conv_case *cc)
             conv_test_fill(dref, xcnt);
             for (size_t i = 0; i < xcnt; i++)
                 dabs[i] = fabsf(dref[i]);
-            float *d0n = dup(dref, xcnt);
-            d0 = to_blocked(dx, d0n);
+            float *d0n = conv_test_dup(dref, xcnt);
+            d0 = conv_test_to_blocked(dx, d0n);
             free(d0n);
             /* padding lanes hold values of their own, which accumulation must keep */
             for (size_t i = 0; i < xbcnt; i++)
@@ -357,7 +321,7 @@ static void check_case(size_t vi, const conv_case *cc)
                     d0[i] = i % 3 ? -0.0f : NAN;
             memcpy(db, d0, xbcnt * sizeof *db);
         } else {
-            fill_nan(db, xbcnt);
+            conv_test_fill_nan(db, xbcnt);
         }
         conv_bwd_data_f32_ref__scalar(&s, g, w, dref, acc);
         conv_bwd_data_f32_ref__scalar(&s, ga, wa, dabs, acc);
@@ -491,7 +455,7 @@ static void test_threads(void **state)
         conv_test_fill(x, incv3_dims_count(dx));
         conv_test_fill(g, incv3_dims_count(dy));
         conv_test_fill(w, wcnt);
-        float *xb = to_blocked(dx, x), *gb = to_blocked(dy, g);
+        float *xb = conv_test_to_blocked(dx, x), *gb = conv_test_to_blocked(dy, g);
         float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
         reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
         float *gm = conv_test_alloc(s.k), *bt = conv_test_alloc(s.k), *mu = conv_test_alloc(s.k),
@@ -506,23 +470,23 @@ static void test_threads(void **state)
         float *y[2], *ys[2], *z[2], *d0[2], *d1[2], *u1[2], *u2[2];
         double *sum[2], *sq[2];
         for (int t = 0; t < 2; t++) {
-            set_threads(t + 1);
+            conv_test_set_threads(t + 1);
             u1[t] = pack(v, &s, wb, 0);
             u2[t] = pack(v, &s, wb, 1);
             y[t] = conv_test_alloc(ybcnt);
             ys[t] = conv_test_alloc(ybcnt);
             z[t] = conv_test_alloc(ybcnt);
             d0[t] = conv_test_alloc(xbcnt);
-            d1[t] = dup(xb, xbcnt);
-            sum[t] = dalloc(s.k);
-            sq[t] = dalloc(s.k);
+            d1[t] = conv_test_dup(xb, xbcnt);
+            sum[t] = conv_test_dalloc(s.k);
+            sq[t] = conv_test_dalloc(s.k);
             v->fwd(&s, xb, u1[t], y[t]);
             v->stats(&s, xb, u1[t], ys[t], sum[t], sq[t]);
             v->infer(&s, xb, u1[t], z[t], gm, bt, mu, var, 1e-3f);
             v->bwd(&s, gb, u2[t], d0[t], 0);
             v->bwd(&s, gb, u2[t], d1[t], 1);
         }
-        set_threads(2);
+        conv_test_set_threads(2);
         char what[96];
         snprintf(what, sizeof what, "%s threads", v->name);
         assert_same_bits(u1[0], u1[1], v->fwd_floats(&s) * sizeof(float), what);
@@ -717,10 +681,10 @@ static void test_seed_model_accuracy(void **state)
             w[j] = (float)(normal() * he);
         for (size_t j = 0; j < ycnt; j++)
             g[j] = (float)normal();
-        double *yd = dalloc(ycnt), *xd = dalloc(xcnt);
+        double *yd = conv_test_dalloc(ycnt), *xd = conv_test_dalloc(xcnt);
         conv_fwd_double(&s, x, w, yd);
         conv_bwd_data_double(&s, g, w, xd);
-        float *xb = to_blocked(dx, x), *gb = to_blocked(dy, g);
+        float *xb = conv_test_to_blocked(dx, x), *gb = conv_test_to_blocked(dy, g);
         float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
         reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
         float *yb = conv_test_alloc(reorder_nchw8c_count(dy)), *db = conv_test_alloc(reorder_nchw8c_count(dx));
@@ -773,7 +737,7 @@ int main(void)
         return 77;
     }
     verbose = getenv("INCV3_TEST_VERBOSE") != NULL;
-    set_threads(2);
+    conv_test_set_threads(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_supports),
         cmocka_unit_test(test_listed),

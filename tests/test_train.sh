@@ -19,22 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# Tensors of a safetensors file (metadata ignored: it names the run directory) as one digest.
-digest() {
-    python3 - "$1" <<'PY'
-import hashlib, json, struct, sys
-with open(sys.argv[1], "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    header = json.loads(f.read(n))
-    data = f.read()
-header.pop("__metadata__", None)
-h = hashlib.sha256()
-for name in sorted(header):
-    a, b = header[name]["data_offsets"]
-    h.update(name.encode()); h.update(data[a:b])
-print(h.hexdigest())
-PY
-}
+# Tensors of a safetensors file (metadata ignored) as one digest.
+digest() { python3 "$(dirname "$0")/tensor_digest.py" "$1"; }
 
 tiny=(--data "$data" --image-size 75 --no-aux --width 0.1 --epochs 2 --limit-train 320 --batch 16 --lr 2e-3
       --checkpoint-every 3 --seed 7)
