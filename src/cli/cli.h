@@ -25,6 +25,11 @@ struct incv3_train_config;
  * (option values 's' --image-size, 'w' --width, 'n' --no-aux, 'i' --isa, 'a' --conv-algo, 'T' --threads,
  * 'S' --smt, 'B' --bind). Returns 1 when c is one of them
  * (*bad set when its value is invalid, after printing why), else 0. */
+/* The option table entries cli_model_flag handles, for the commands that describe a weights file's model. */
+#define CLI_MODEL_OPTIONS                                                                                   \
+    {"image-size", required_argument, NULL, 's'}, {"width", required_argument, NULL, 'w'},                  \
+    {"no-aux", no_argument, NULL, 'n'}, {"isa", required_argument, NULL, 'i'},                              \
+    {"conv-algo", required_argument, NULL, 'a'}, CLI_TEAM_OPTIONS
 #define CLI_TEAM_OPTIONS                                                                                    \
     {"threads", required_argument, NULL, 'T'}, {"smt", no_argument, NULL, 'S'}, {"bind", required_argument, NULL, 'B'}
 #define CLI_TEAM_HELP                                                                                       \

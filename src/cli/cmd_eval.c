@@ -27,9 +27,7 @@ int cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"checkpoint", required_argument, NULL, 'c'}, {"data", required_argument, NULL, 'd'},
-        {"image-size", required_argument, NULL, 's'}, {"width", required_argument, NULL, 'w'},
-        {"no-aux", no_argument, NULL, 'n'},           {"isa", required_argument, NULL, 'i'},
-        {"conv-algo", required_argument, NULL, 'a'},  CLI_TEAM_OPTIONS,  {"help", no_argument, NULL, 'h'},
+        CLI_MODEL_OPTIONS, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_train_config given;

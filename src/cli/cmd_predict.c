@@ -108,9 +108,7 @@ int cmd_predict(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"checkpoint", required_argument, NULL, 'c'}, {"top", required_argument, NULL, 't'},
-        {"batch", required_argument, NULL, 'b'},      {"image-size", required_argument, NULL, 's'},
-        {"width", required_argument, NULL, 'w'},      {"no-aux", no_argument, NULL, 'n'},
-        {"isa", required_argument, NULL, 'i'},        {"conv-algo", required_argument, NULL, 'a'},  CLI_TEAM_OPTIONS,
+        {"batch", required_argument, NULL, 'b'},      CLI_MODEL_OPTIONS,
         {"logits", no_argument, NULL, 'l'},           {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
