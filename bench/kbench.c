@@ -37,7 +37,7 @@ static const char usage[] =
     "                 winograd-f2x2, winograd-f4x4, winograd-f6x6 (3x3), winograd-f2, winograd-f4 (1x3, 3x1,\n"
     "                 1x7, 7x1),\n"
     "                 ref; other ops: auto, direct, ref\n"
-    "  --isa I        auto (default: the best this CPU runs), scalar, avx2\n"
+    "  --isa I        auto (default: the best this CPU runs), scalar, avx2, neon\n"
     "  --shape S      one convolution: C,H,W,K,KH,KW,stride,padH,padW\n"
     "  --suite S      inception (the 12 shapes oneDNN was measured on) or model (every distinct conv of\n"
     "                 the seed model); shapes the forced variant cannot serve are skipped with a note\n"
@@ -365,15 +365,20 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* The layer kernels of --isa's set; the reference with --isa scalar or --algo ref. */
+    const incv3_kernel_set *vec = isa != INCV3_ISA_SCALAR && strcmp(algo, "ref") != 0 ? incv3_kernel_set_for(isa) : NULL;
+    const incv3_isa row_isa = vec ? isa : INCV3_ISA_SCALAR;
+    const char *row_algo = vec ? "direct" : "ref", *sfx = incv3_isa_name(isa);
+    char kname[96];
     if (opn->kind == OP_ADAMW) {
         kbench_result r;
-        const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
         if (kbench_adamw((size_t)count, repeat, vec, &r))
             return 1;
         char label[64];
         snprintf(label, sizeof label, "%d parameters", count);
-        const row_kernel rk = {vec ? "adamw_f32__avx2" : "adamw_f32_ref__scalar", vec ? "direct" : "ref",
-                               vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, label};
+        if (vec)
+            snprintf(kname, sizeof kname, "adamw_f32__%s", sfx);
+        const row_kernel rk = {vec ? kname : "adamw_f32_ref__scalar", row_algo, row_isa, label};
         const kbench_shape none = {count, 1, 1, 0, 0, 0, 0, 0, 0};
         print_row(format, &rk, op, &none, 1, threads, &r, peak, 1, 0);
         fprintf(stderr, "incv3-kbench: AdamW over %d parameters: %.1f GB/s\n", count, r.gbytes);
@@ -381,9 +386,9 @@ int main(int argc, char **argv)
     }
 
     if (opn->kind == OP_GEMM) {
-        const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
-        row_kernel rk = {vec ? "gemm_f32_6x16__avx2" : "gemm_f32_ref__scalar", vec ? "direct" : "ref",
-                         vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, NULL};
+        if (vec)
+            snprintf(kname, sizeof kname, "gemm_f32_%s__%s", vec->gemm_tile, sfx);
+        row_kernel rk = {vec ? kname : "gemm_f32_ref__scalar", row_algo, row_isa, NULL};
         char label[64];
         rk.shape = label;
         const size_t n_cases = mnk[0] ? 1 : sizeof gemm_suite / sizeof gemm_suite[0];
@@ -429,11 +434,13 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n_shapes; i++) {
         const kbench_shape *s = &shapes[i];
         if (opn->kind == OP_CBR_FWD || opn->kind == OP_BR_BWD) {
-            const int vec = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0, bwd = opn->kind == OP_BR_BWD;
+            const int bwd = opn->kind == OP_BR_BWD;
+            if (vec)
+                snprintf(kname, sizeof kname, "%s__%s",
+                         bwd ? "bn_relu_bwd_train_f32_blocked" : "conv_fwd_stats+bn_relu_fwd_train", sfx);
             const row_kernel rk = {
-                vec ? (bwd ? "bn_relu_bwd_train_f32_blocked__avx2" : "conv_fwd_stats+bn_relu_fwd_train__avx2")
-                    : (bwd ? "relu_bwd+bn_bwd_train_f32_ref__scalar" : "conv_fwd+bn_fwd_train+relu_ref__scalar"),
-                vec ? "direct" : "ref", vec ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, NULL};
+                vec ? kname : (bwd ? "relu_bwd+bn_bwd_train_f32_ref__scalar" : "conv_fwd+bn_fwd_train+relu_ref__scalar"),
+                row_algo, row_isa, NULL};
             kbench_result r;
             if (kbench_conv_bn_relu(s, batch, repeat, vec, bwd, &r)) {
                 failures++;
@@ -446,11 +453,11 @@ int main(int argc, char **argv)
             continue;
         }
         if (opn->kind == OP_POOL) {
-            const int blocked = isa == INCV3_ISA_AVX2 && strcmp(algo, "ref") != 0;
-            const row_kernel rk = {blocked ? "maxpool_{fwd,bwd}_f32_blocked__avx2" : "maxpool_{fwd,bwd}_f32_ref__scalar",
-                                   blocked ? "direct" : "ref", blocked ? INCV3_ISA_AVX2 : INCV3_ISA_SCALAR, NULL};
+            if (vec)
+                snprintf(kname, sizeof kname, "maxpool_{fwd,bwd}_f32_blocked__%s", sfx);
+            const row_kernel rk = {vec ? kname : "maxpool_{fwd,bwd}_f32_ref__scalar", row_algo, row_isa, NULL};
             kbench_result r;
-            if (kbench_pool(s, batch, repeat, blocked, &r)) {
+            if (kbench_pool(s, batch, repeat, vec, &r)) {
                 failures++;
                 continue;
             }

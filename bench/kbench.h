@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernel_set.h"
 #include "registry.h"
 
 typedef struct kbench_shape {
@@ -40,22 +41,24 @@ double kbench_seconds(void (*fn)(void *ctx), void *ctx);
 float *kbench_alloc_random(size_t count, uint64_t seed);
 double kbench_rel_err(const float *got, const float *want, size_t count);
 
-/* Max pooling forward + backward on n x c x h x w (sh->k is ignored), AVX2 blocked when `blocked`, else the
- * reference; ref_ms_per_image is the reference's time at batch 1. */
-int kbench_pool(const kbench_shape *sh, int batch, int repeat, int blocked, kbench_result *res);
-/* One AdamW step over `count` parameters (AVX2 when `vectorized`); ref_ms_per_image holds the reference's
- * time for the same count. */
-int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res);
+/* The layer kernels below run the kernel set `vec` (kernel_set.h) of a vector ISA, or the scalar reference
+ * when it is NULL. */
 
-/* C (m x n) = A (m x k) B, B given k x n or, with b_trans, n x k (the linear layers' weights); the
- * 6x16 AVX2 GEMM when `vectorized`, else a double-accumulating scalar loop (its time is ref_ms_per_image). */
-int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kbench_result *res);
+/* Max pooling forward + backward on n x c x h x w (sh->k is ignored), blocked layout with a set;
+ * ref_ms_per_image is the reference's time at batch 1. */
+int kbench_pool(const kbench_shape *sh, int batch, int repeat, const incv3_kernel_set *vec, kbench_result *res);
+/* One AdamW step over `count` parameters; ref_ms_per_image holds the reference's time for the same count. */
+int kbench_adamw(size_t count, int repeat, const incv3_kernel_set *vec, kbench_result *res);
+
+/* C (m x n) = A (m x k) B, B given k x n or, with b_trans, n x k (the linear layers' weights); the set's
+ * GEMM, else a double-accumulating scalar loop (its time is ref_ms_per_image). */
+int kbench_gemm(int m, int n, int k, int b_trans, int repeat, const incv3_kernel_set *vec, kbench_result *res);
 
 /* The training chain conv -> BatchNorm -> ReLU on a convolution shape: forward (conv with statistics in its
  * epilogue, then one BN+ReLU pass) or, with `backward`, the fused BN+ReLU backward (the convolution's own
- * backward passes are the conv-bwd-* ops). AVX2 fused kernels when `vectorized`, else the reference kernels
- * one after the other. */
-int kbench_conv_bn_relu(const kbench_shape *sh, int batch, int repeat, int vectorized, int backward,
+ * backward passes are the conv-bwd-* ops). The set's fused kernels (with its direct convolution's statistics
+ * epilogue), else the reference kernels one after the other. */
+int kbench_conv_bn_relu(const kbench_shape *sh, int batch, int repeat, const incv3_kernel_set *vec, int backward,
                         kbench_result *res);
 
 #endif

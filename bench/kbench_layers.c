@@ -4,18 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "avx2/avx2_fused.h"
-#include "avx2/avx2_kernels.h"
-#include "avx2/avx2_layers.h"
-#include "avx2/gemm_avx2.h"
-#include "incv3_config.h"
 #include "kbench.h"
+#include "kernel_set.h"
 #include "layout/reorder.h"
 #include "ref/ref_kernels.h"
 
 typedef struct pool_call {
     incv3_pool_shape s;
-    int blocked;
+    const incv3_kernel_set *blocked; /* NULL: the reference */
     const float *x;
     float *y, *dy, *dx;
 } pool_call;
@@ -23,19 +19,17 @@ typedef struct pool_call {
 static void pool_run(void *ctx)
 {
     pool_call *c = ctx;
-#if INCV3_HAVE_X86_64
     if (c->blocked) {
-        maxpool_fwd_f32_blocked__avx2(&c->s, c->x, c->y);
-        maxpool_bwd_f32_blocked__avx2(&c->s, c->x, c->dy, c->dx, 0);
+        c->blocked->maxpool_fwd(&c->s, c->x, c->y);
+        c->blocked->maxpool_bwd(&c->s, c->x, c->dy, c->dx, 0);
         return;
     }
-#endif
     maxpool_fwd_f32_ref__scalar(&c->s, c->x, c->y);
     maxpool_bwd_f32_ref__scalar(&c->s, c->x, c->dy, c->dx, 0);
 }
 
 /* Allocates the operands of a pooling call at batch n; the blocked ones from plain random data. */
-static int pool_setup(pool_call *c, const kbench_shape *sh, int n, int blocked)
+static int pool_setup(pool_call *c, const kbench_shape *sh, int n, const incv3_kernel_set *blocked)
 {
     memset(c, 0, sizeof *c);
     c->s = (incv3_pool_shape){.n = n, .c = sh->c, .h = sh->h, .w = sh->w, .kh = sh->kh, .kw = sh->kw,
@@ -83,11 +77,11 @@ static float *pool_dx_plain(const pool_call *c)
     return p;
 }
 
-int kbench_pool(const kbench_shape *sh, int batch, int repeat, int blocked, kbench_result *res)
+int kbench_pool(const kbench_shape *sh, int batch, int repeat, const incv3_kernel_set *blocked, kbench_result *res)
 {
     memset(res, 0, sizeof *res);
     pool_call ref, var;
-    if (pool_setup(&ref, sh, 1, 0) || pool_setup(&var, sh, 1, blocked)) {
+    if (pool_setup(&ref, sh, 1, NULL) || pool_setup(&var, sh, 1, blocked)) {
         fprintf(stderr, "incv3-kbench: pool: the window does not fit %dx%dx%d, or out of memory\n", sh->c, sh->h,
                 sh->w);
         pool_free(&ref), pool_free(&var);
@@ -121,7 +115,7 @@ int kbench_pool(const kbench_shape *sh, int batch, int repeat, int blocked, kben
 
 typedef struct adamw_call {
     size_t count;
-    int vectorized;
+    const incv3_kernel_set *vectorized; /* NULL: the reference */
     float *p, *g, *m, *v;
     int64_t step;
 } adamw_call;
@@ -130,16 +124,14 @@ static void adamw_run(void *ctx)
 {
     adamw_call *c = ctx;
     c->step++;
-#if INCV3_HAVE_X86_64
     if (c->vectorized) {
-        adamw_f32__avx2(c->count, c->p, c->g, c->m, c->v, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, c->step);
+        c->vectorized->adamw(c->count, c->p, c->g, c->m, c->v, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, c->step);
         return;
     }
-#endif
     adamw_f32_ref__scalar(c->count, c->p, c->g, c->m, c->v, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, c->step);
 }
 
-static int adamw_setup(adamw_call *c, size_t count, int vectorized)
+static int adamw_setup(adamw_call *c, size_t count, const incv3_kernel_set *vectorized)
 {
     c->count = count, c->vectorized = vectorized, c->step = 0;
     c->p = kbench_alloc_random(count, 41), c->g = kbench_alloc_random(count, 42);
@@ -155,12 +147,12 @@ static void adamw_free(adamw_call *c)
     free(c->p), free(c->g), free(c->m), free(c->v);
 }
 
-int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res)
+int kbench_adamw(size_t count, int repeat, const incv3_kernel_set *vectorized, kbench_result *res)
 {
     memset(res, 0, sizeof *res);
     adamw_call ref, var;
     const size_t check_count = count < 100003 ? count : 100003;
-    if (adamw_setup(&ref, check_count, 0) || adamw_setup(&var, check_count, vectorized)) {
+    if (adamw_setup(&ref, check_count, NULL) || adamw_setup(&var, check_count, vectorized)) {
         adamw_free(&ref), adamw_free(&var);
         return -1;
     }
@@ -192,7 +184,8 @@ int kbench_adamw(size_t count, int repeat, int vectorized, kbench_result *res)
 }
 
 typedef struct gemm_call {
-    int m, n, k, b_trans, vectorized;
+    int m, n, k, b_trans;
+    const incv3_kernel_set *vectorized; /* NULL: the reference */
     const float *a, *b;
     float *c;
 } gemm_call;
@@ -200,13 +193,10 @@ typedef struct gemm_call {
 static void gemm_run(void *ctx)
 {
     gemm_call *g = ctx;
-#if INCV3_HAVE_X86_64
     if (g->vectorized) {
-        gemm_f32_6x16__avx2(g->m, g->n, g->k, g->a, g->k, 0, g->b, g->b_trans ? g->k : g->n, g->b_trans, g->c, g->n,
-                            0);
+        g->vectorized->gemm(g->m, g->n, g->k, g->a, g->k, 0, g->b, g->b_trans ? g->k : g->n, g->b_trans, g->c, g->n, 0);
         return;
     }
-#endif
     /* The reference's linear layer is the scalar GEMM of the engine: y = x w^T (no bias). */
     for (int i = 0; i < g->m; i++)
         for (int j = 0; j < g->n; j++) {
@@ -218,7 +208,7 @@ static void gemm_run(void *ctx)
         }
 }
 
-int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kbench_result *res)
+int kbench_gemm(int m, int n, int k, int b_trans, int repeat, const incv3_kernel_set *vectorized, kbench_result *res)
 {
     memset(res, 0, sizeof *res);
     gemm_call g = {m, n, k, b_trans, vectorized, kbench_alloc_random((size_t)m * k, 51),
@@ -228,7 +218,7 @@ int kbench_gemm(int m, int n, int k, int b_trans, int repeat, int vectorized, kb
     if (!g.a || !g.b || !g.c || !want)
         goto done;
     gemm_call ref = g;
-    ref.vectorized = 0, ref.c = want;
+    ref.vectorized = NULL, ref.c = want;
     res->ref_ms_per_image = 1e3 * kbench_seconds(gemm_run, &ref);
     gemm_run(&g);
     res->check_err = kbench_rel_err(g.c, want, (size_t)m * n);
@@ -252,7 +242,8 @@ done:
 
 typedef struct cbr_call {
     incv3_conv_shape s;
-    int vectorized;
+    const incv3_kernel_set *vectorized; /* NULL: the reference */
+    const incv3_conv_kernel *conv;      /* the direct forward of the vectorized ISA */
     const float *x, *w, *gamma, *beta;
     float *y, *z, *mean, *var, *dy, *dx, *dgamma, *dbeta;
     double *sum, *sumsq;
@@ -262,14 +253,11 @@ static void cbr_fwd_run(void *ctx)
 {
     cbr_call *c = ctx;
     const incv3_dims d = {c->s.n, c->s.k, c->s.oh, c->s.ow};
-#if INCV3_HAVE_X86_64
     if (c->vectorized) {
-        conv_fwd_stats_f32_direct__avx2(&c->s, c->x, c->w, c->y, c->sum, c->sumsq);
-        bn_relu_fwd_train_f32_blocked__avx2(d, c->y, c->sum, c->sumsq, c->gamma, c->beta, 1e-5f, c->z, c->mean,
-                                            c->var);
+        c->conv->fwd_stats(&c->s, c->x, c->w, c->y, c->sum, c->sumsq);
+        c->vectorized->bn_relu_fwd_train(d, c->y, c->sum, c->sumsq, c->gamma, c->beta, 1e-5f, c->z, c->mean, c->var);
         return;
     }
-#endif
     conv_fwd_f32_ref__scalar(&c->s, c->x, c->w, c->y);
     bn_fwd_train_f32_ref__scalar(d, c->y, c->gamma, c->beta, 1e-5f, c->z, c->mean, c->var);
     relu_fwd_f32_ref__scalar(incv3_dims_count(d), c->z, c->z);
@@ -279,13 +267,11 @@ static void cbr_bwd_run(void *ctx)
 {
     cbr_call *c = ctx;
     const incv3_dims d = {c->s.n, c->s.k, c->s.oh, c->s.ow};
-#if INCV3_HAVE_X86_64
     if (c->vectorized) {
-        bn_relu_bwd_train_f32_blocked__avx2(d, c->y, c->z, c->dy, c->gamma, c->mean, c->var, 1e-5f, c->dx, c->dgamma,
-                                            c->dbeta, 0);
+        c->vectorized->bn_relu_bwd_train(d, c->y, c->z, c->dy, c->gamma, c->mean, c->var, 1e-5f, c->dx, c->dgamma,
+                                         c->dbeta, 0);
         return;
     }
-#endif
     /* The reference path materializes the ReLU's gradient, then runs BatchNorm's backward. */
     relu_bwd_f32_ref__scalar(incv3_dims_count(d), c->z, c->dy, c->dx, 0);
     bn_bwd_train_f32_ref__scalar(d, c->y, c->dx, c->gamma, c->mean, c->var, 1e-5f, c->dx, c->dgamma, c->dbeta, 0);
@@ -299,7 +285,7 @@ static void cbr_free(cbr_call *c)
 }
 
 /* Operands at batch n in the variant's layout, from the same plain random data for both layouts. */
-static int cbr_setup(cbr_call *c, const kbench_shape *sh, int n, int vectorized)
+static int cbr_setup(cbr_call *c, const kbench_shape *sh, int n, const incv3_kernel_set *vectorized)
 {
     memset(c, 0, sizeof *c);
     c->s = (incv3_conv_shape){.n = n, .c = sh->c, .h = sh->h, .w = sh->w, .k = sh->k, .kh = sh->kh, .kw = sh->kw,
@@ -308,6 +294,11 @@ static int cbr_setup(cbr_call *c, const kbench_shape *sh, int n, int vectorized)
     if (incv3_conv_shape_finish(&c->s))
         return -1;
     c->vectorized = vectorized;
+    if (vectorized) {
+        c->conv = incv3_conv_kernel_find(INCV3_CONV_FWD, vectorized->isa, vectorized->layout, "direct", &c->s);
+        if (!c->conv || !c->conv->fwd_stats)
+            return -1;
+    }
     const incv3_dims xd = {n, sh->c, sh->h, sh->w}, yd = {n, sh->k, c->s.oh, c->s.ow};
     const size_t xc = vectorized ? reorder_nchw8c_count(xd) : incv3_dims_count(xd);
     const size_t yc = vectorized ? reorder_nchw8c_count(yd) : incv3_dims_count(yd);
@@ -348,14 +339,14 @@ static float *cbr_result(const cbr_call *c, int backward)
     return p;
 }
 
-int kbench_conv_bn_relu(const kbench_shape *sh, int batch, int repeat, int vectorized, int backward,
+int kbench_conv_bn_relu(const kbench_shape *sh, int batch, int repeat, const incv3_kernel_set *vectorized, int backward,
                         kbench_result *res)
 {
     memset(res, 0, sizeof *res);
     cbr_call ref, var, c;
     int rc = -1;
     memset(&c, 0, sizeof c);
-    if (cbr_setup(&ref, sh, 1, 0) || cbr_setup(&var, sh, 1, vectorized)) {
+    if (cbr_setup(&ref, sh, 1, NULL) || cbr_setup(&var, sh, 1, vectorized)) {
         fprintf(stderr, "incv3-kbench: conv-bn-relu: the kernel does not fit, or out of memory\n");
         goto check_done;
     }

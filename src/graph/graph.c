@@ -23,6 +23,7 @@ incv3_graph *incv3_graph_new(int in_c, int in_h, int in_w)
     /* The fastest kernels this CPU runs, as "--isa auto --conv-algo auto" would choose. */
     g->isa = graph_isa_default();
     g->layout = isa_layout(g->isa);
+    g->ks = incv3_kernel_set_for(g->isa);
     snprintf(g->conv_algo, sizeof g->conv_algo, "auto");
     if (in_c < 1 || in_h < 1 || in_w < 1)
         incv3_graph_build_error(g, "invalid input shape %dx%dx%d", in_c, in_h, in_w);
@@ -305,16 +306,17 @@ void incv3_graph_init_params(incv3_graph *g, uint64_t seed)
     }
 }
 
-/* The activations' layout of an ISA's kernels: AVX2 runs NCHW8c, the scalar reference NCHW. */
+/* The activations' layout of an ISA's kernels: the vector ISAs run NCHW8c, the scalar reference NCHW. */
 static incv3_layout isa_layout(incv3_isa isa)
 {
-    return isa == INCV3_ISA_AVX2 ? INCV3_LAYOUT_NCHW8C : INCV3_LAYOUT_NCHW;
+    const incv3_kernel_set *ks = incv3_kernel_set_for(isa);
+    return ks ? ks->layout : INCV3_LAYOUT_NCHW;
 }
 
-/* ISAs the graph can run: available here, with convolution kernels in that ISA's layout. */
+/* ISAs the graph can run: available here, with a kernel set and convolution kernels in its layout. */
 static int graph_isa_ok(incv3_isa isa)
 {
-    return incv3_isa_available(isa) && incv3_isa_has_layout(isa, isa_layout(isa));
+    return incv3_isa_available(isa) && incv3_kernel_set_for(isa) && incv3_isa_has_layout(isa, isa_layout(isa));
 }
 
 static incv3_isa graph_isa_default(void)
@@ -399,6 +401,7 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
         return -1;
     g->isa = chosen;
     g->layout = isa_layout(chosen);
+    g->ks = incv3_kernel_set_for(chosen);
     snprintf(g->conv_algo, sizeof g->conv_algo, "%s", conv_algo ? conv_algo : "auto");
     g->batch = 0; /* kernels are chosen again at the next forward */
     return 0;

@@ -130,7 +130,7 @@ void incv3_graph_plan_fusion(incv3_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++)
         g->nodes[i].fuse_next = g->nodes[i].fused_into = -1;
-    if (g->layout != INCV3_LAYOUT_NCHW8C)
+    if (!g->ks->bn_relu_fwd_train) /* the reference set runs every layer on its own */
         return;
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].ops != &incv3_layer_conv)
@@ -219,7 +219,7 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
     g->fwd_for_backward = opts->for_backward;
     /* The fused chains have a training backward only: an inference-mode step that will be differentiated
      * (as check-golden runs) takes the unfused path. */
-    g->fuse_active = g->layout == INCV3_LAYOUT_NCHW8C && (opts->mode == INCV3_TRAIN || !opts->for_backward);
+    g->fuse_active = g->ks->bn_relu_fwd_train && (opts->mode == INCV3_TRAIN || !opts->for_backward);
     for (int i = 0; i < g->n_nodes; i++) {
         incv3_node *nd = &g->nodes[i];
         nd->computed = 0;

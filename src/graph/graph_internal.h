@@ -6,6 +6,7 @@
 
 #include "graph/conv_plan.h"
 #include "incv3/graph.h"
+#include "kernel_set.h"
 #include "registry.h"
 
 typedef struct incv3_node incv3_node;
@@ -81,7 +82,8 @@ struct incv3_graph {
     int batch;          /* batch size prepared for, 0 = none */
     int prepared_threads; /* OpenMP threads the kernels were chosen for */
     incv3_isa isa;
-    incv3_layout layout; /* activations' layout: NCHW (reference kernels) or NCHW8c (AVX2) */
+    incv3_layout layout; /* activations' layout: NCHW (reference kernels) or NCHW8c (vector ISAs) */
+    const incv3_kernel_set *ks; /* the ISA's kernels besides the convolutions */
     char conv_algo[32];
     incv3_conv_plan plan;       /* per-layer choices of --conv-algo auto/winograd, made or loaded */
     incv3_conv_plan plan_cache; /* this machine's cached choices, read at the first need */

@@ -2,39 +2,7 @@
  * running statistics in inference. */
 #include <stdlib.h>
 
-#include "avx2/avx2_fused.h"
-#include "avx2/avx2_layers.h"
 #include "graph/graph_internal.h"
-#include "incv3_config.h"
-#include "ref/ref_kernels.h"
-
-/* The kernels of the graph's layout: scalar reference (NCHW) or AVX2 (NCHW8c). */
-typedef struct bn_kernels {
-    void (*fwd_train)(incv3_dims, const float *, const float *, const float *, float, float *, float *, float *);
-    void (*fwd_infer)(incv3_dims, const float *, const float *, const float *, const float *, const float *, float,
-                      float *);
-    void (*bwd_train)(incv3_dims, const float *, const float *, const float *, const float *, const float *, float,
-                      float *, float *, float *, int);
-    void (*bwd_infer)(incv3_dims, const float *, const float *, const float *, const float *, const float *, float,
-                      float *, float *, float *, int);
-} bn_kernels;
-
-static const bn_kernels bn_ref = {bn_fwd_train_f32_ref__scalar, bn_fwd_infer_f32_ref__scalar,
-                                  bn_bwd_train_f32_ref__scalar, bn_bwd_infer_f32_ref__scalar};
-#if INCV3_HAVE_X86_64
-static const bn_kernels bn_avx2 = {bn_fwd_train_f32_blocked__avx2, bn_fwd_infer_f32_blocked__avx2,
-                                   bn_bwd_train_f32_blocked__avx2, bn_bwd_infer_f32_blocked__avx2};
-#endif
-
-static const bn_kernels *kernels_for(const incv3_graph *g)
-{
-#if INCV3_HAVE_X86_64
-    if (g->layout == INCV3_LAYOUT_NCHW8C)
-        return &bn_avx2;
-#endif
-    (void)g;
-    return &bn_ref;
-}
 
 enum { P_WEIGHT, P_BIAS, B_MEAN, B_VAR };
 
@@ -83,7 +51,6 @@ static void update_running(incv3_graph *g, incv3_node *nd, size_t m)
  * pass written straight into the relu's output. */
 static int bn_forward_fused(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
-#if INCV3_HAVE_X86_64
     incv3_node *relu = &g->nodes[nd->fuse_next];
     if (incv3_node_alloc_output(g, relu, err))
         return -1;
@@ -91,18 +58,14 @@ static int bn_forward_fused(incv3_graph *g, incv3_node *nd, const incv3_forward_
     const float *x = incv3_node_input_data(g, nd, 0);
     float *gamma = incv3_node_param(g, nd, P_WEIGHT)->data, *beta = incv3_node_param(g, nd, P_BIAS)->data;
     if (o->mode == INCV3_INFER) {
-        bn_relu_fwd_infer_f32_blocked__avx2(d, x, gamma, beta, incv3_node_param(g, nd, B_MEAN)->data,
+        g->ks->bn_relu_fwd_infer(d, x, gamma, beta, incv3_node_param(g, nd, B_MEAN)->data,
                                             incv3_node_param(g, nd, B_VAR)->data, nd->eps, relu->out.data);
         return 0;
     }
-    bn_relu_fwd_train_f32_blocked__avx2(d, x, nd->stat_sum, nd->stat_sumsq, gamma, beta, nd->eps, relu->out.data,
+    g->ks->bn_relu_fwd_train(d, x, nd->stat_sum, nd->stat_sumsq, gamma, beta, nd->eps, relu->out.data,
                                         nd->saved_mean, nd->saved_var);
     update_running(g, nd, (size_t)d.n * d.h * d.w);
     return 0;
-#else
-    (void)g, (void)nd, (void)o;
-    return incv3_fail(err, "batchnorm %s: fused path without AVX2", nd->name);
-#endif
 }
 
 static int bn_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
@@ -114,22 +77,21 @@ static int bn_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *
                           nd->name, d.n, d.h, d.w);
     if (g->fuse_active && nd->fuse_next >= 0)
         return incv3_fused_inference(g) ? 0 /* done in the conv's epilogue */ : bn_forward_fused(g, nd, o, err);
-    const bn_kernels *k = kernels_for(g);
+    const incv3_kernel_set *k = g->ks;
     const float *x = incv3_node_input_data(g, nd, 0);
     float *gamma = incv3_node_param(g, nd, P_WEIGHT)->data, *beta = incv3_node_param(g, nd, P_BIAS)->data;
     float *rmean = incv3_node_param(g, nd, B_MEAN)->data, *rvar = incv3_node_param(g, nd, B_VAR)->data;
     if (o->mode == INCV3_INFER) {
-        k->fwd_infer(d, x, gamma, beta, rmean, rvar, nd->eps, nd->out.data);
+        k->bn_fwd_infer(d, x, gamma, beta, rmean, rvar, nd->eps, nd->out.data);
         return 0;
     }
-    k->fwd_train(d, x, gamma, beta, nd->eps, nd->out.data, nd->saved_mean, nd->saved_var);
+    k->bn_fwd_train(d, x, gamma, beta, nd->eps, nd->out.data, nd->saved_mean, nd->saved_var);
     update_running(g, nd, m);
     return 0;
 }
 
 static int bn_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
-#if INCV3_HAVE_X86_64
     if (g->fuse_active && nd->fuse_next >= 0) {
         /* Training mode only (the executor fuses no inference step that is differentiated). */
         incv3_node *relu = &g->nodes[nd->fuse_next];
@@ -138,15 +100,14 @@ static int bn_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
         if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
             return -1;
         incv3_param *gw = incv3_node_param(g, nd, P_WEIGHT), *gb = incv3_node_param(g, nd, P_BIAS);
-        bn_relu_bwd_train_f32_blocked__avx2(incv3_node_dims(g, nd), incv3_node_input_data(g, nd, 0), relu->out.data,
+        g->ks->bn_relu_bwd_train(incv3_node_dims(g, nd), incv3_node_input_data(g, nd, 0), relu->out.data,
                                             relu->grad.data, gw->data, nd->saved_mean, nd->saved_var, nd->eps, dx,
                                             gw->grad, gb->grad, acc);
         incv3_node_release(g, relu);
         return 0;
     }
-#endif
     incv3_dims d = incv3_node_dims(g, nd);
-    const bn_kernels *k = kernels_for(g);
+    const incv3_kernel_set *k = g->ks;
     float *dx;
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
@@ -154,10 +115,10 @@ static int bn_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     incv3_param *gw = incv3_node_param(g, nd, P_WEIGHT), *gb = incv3_node_param(g, nd, P_BIAS);
     const float *x = incv3_node_input_data(g, nd, 0);
     if (g->fwd_mode == INCV3_TRAIN)
-        k->bwd_train(d, x, nd->grad.data, gw->data, nd->saved_mean, nd->saved_var, nd->eps, dx,
+        k->bn_bwd_train(d, x, nd->grad.data, gw->data, nd->saved_mean, nd->saved_var, nd->eps, dx,
                                      gw->grad, gb->grad, acc);
     else
-        k->bwd_infer(d, x, nd->grad.data, gw->data, incv3_node_param(g, nd, B_MEAN)->data,
+        k->bn_bwd_infer(d, x, nd->grad.data, gw->data, incv3_node_param(g, nd, B_MEAN)->data,
                                      incv3_node_param(g, nd, B_VAR)->data, nd->eps, dx, gw->grad, gb->grad, acc);
     return 0;
 }

@@ -1,33 +1,5 @@
 /* Max, average and global average pooling. */
-#include "avx2/avx2_layers.h"
 #include "graph/graph_internal.h"
-#include "incv3_config.h"
-#include "ref/ref_kernels.h"
-
-typedef struct pool_kernels {
-    void (*max_fwd)(const incv3_pool_shape *, const float *, float *);
-    void (*max_bwd)(const incv3_pool_shape *, const float *, const float *, float *, int);
-    void (*avg_fwd)(const incv3_pool_shape *, const float *, float *);
-    void (*avg_bwd)(const incv3_pool_shape *, const float *, float *, int);
-} pool_kernels;
-
-static const pool_kernels pool_ref = {maxpool_fwd_f32_ref__scalar, maxpool_bwd_f32_ref__scalar,
-                                      avgpool_fwd_f32_ref__scalar, avgpool_bwd_f32_ref__scalar};
-#if INCV3_HAVE_X86_64
-static const pool_kernels pool_avx2 = {maxpool_fwd_f32_blocked__avx2, maxpool_bwd_f32_blocked__avx2,
-                                       avgpool_fwd_f32_blocked__avx2, avgpool_bwd_f32_blocked__avx2};
-#endif
-
-/* The kernels of the graph's layout: scalar reference (NCHW) or AVX2 (NCHW8c). */
-static const pool_kernels *kernels_for(const incv3_graph *g)
-{
-#if INCV3_HAVE_X86_64
-    if (g->layout == INCV3_LAYOUT_NCHW8C)
-        return &pool_avx2;
-#endif
-    (void)g;
-    return &pool_ref;
-}
 
 static incv3_pool_shape pool_shape(const incv3_graph *g, const incv3_node *nd)
 {
@@ -83,7 +55,7 @@ static int maxpool_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_o
 {
     (void)o, (void)err;
     incv3_pool_shape s = pool_shape(g, nd);
-    kernels_for(g)->max_fwd(&s, incv3_node_input_data(g, nd, 0), nd->out.data);
+    g->ks->maxpool_fwd(&s, incv3_node_input_data(g, nd, 0), nd->out.data);
     return 0;
 }
 
@@ -95,7 +67,7 @@ static int maxpool_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
         return -1;
     incv3_pool_shape s = pool_shape(g, nd);
     if (dx)
-        kernels_for(g)->max_bwd(&s, incv3_node_input_data(g, nd, 0), nd->grad.data, dx, acc);
+        g->ks->maxpool_bwd(&s, incv3_node_input_data(g, nd, 0), nd->grad.data, dx, acc);
     return 0;
 }
 
@@ -103,7 +75,7 @@ static int avgpool_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_o
 {
     (void)o, (void)err;
     incv3_pool_shape s = pool_shape(g, nd);
-    kernels_for(g)->avg_fwd(&s, incv3_node_input_data(g, nd, 0), nd->out.data);
+    g->ks->avgpool_fwd(&s, incv3_node_input_data(g, nd, 0), nd->out.data);
     return 0;
 }
 
@@ -115,7 +87,7 @@ static int avgpool_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
         return -1;
     incv3_pool_shape s = pool_shape(g, nd);
     if (dx)
-        kernels_for(g)->avg_bwd(&s, nd->grad.data, dx, acc);
+        g->ks->avgpool_bwd(&s, nd->grad.data, dx, acc);
     return 0;
 }
 

@@ -1,7 +1,4 @@
 #include "graph/graph_internal.h"
-#include "avx2/avx2_layers.h"
-#include "incv3_config.h"
-#include "ref/ref_kernels.h"
 
 int incv3_graph_relu(incv3_graph *g, int in)
 {
@@ -16,13 +13,7 @@ static int relu_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts
     if (g->fuse_active && nd->fused_into >= 0)
         return 0; /* its batchnorm wrote the output */
     const size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
-#if INCV3_HAVE_X86_64
-    if (g->isa == INCV3_ISA_AVX2) {
-        relu_fwd_f32__avx2(count, incv3_node_input_data(g, nd, 0), nd->out.data);
-        return 0;
-    }
-#endif
-    relu_fwd_f32_ref__scalar(count, incv3_node_input_data(g, nd, 0), nd->out.data);
+    g->ks->relu_fwd(count, incv3_node_input_data(g, nd, 0), nd->out.data);
     return 0;
 }
 
@@ -40,13 +31,7 @@ static int relu_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     if (!dx)
         return 0;
     const size_t count = (size_t)g->batch * incv3_node_sample_size(g, nd);
-#if INCV3_HAVE_X86_64
-    if (g->isa == INCV3_ISA_AVX2) {
-        relu_bwd_f32__avx2(count, nd->out.data, nd->grad.data, dx, acc);
-        return 0;
-    }
-#endif
-    relu_bwd_f32_ref__scalar(count, nd->out.data, nd->grad.data, dx, acc);
+    g->ks->relu_bwd(count, nd->out.data, nd->grad.data, dx, acc);
     return 0;
 }
 

@@ -1,11 +1,8 @@
 #include <stdlib.h>
 
-#include "avx2/avx2_kernels.h"
 #include "graph/graph_internal.h"
 #include "incv3/tensor.h"
 #include "incv3/train.h"
-#include "incv3_config.h"
-#include "ref/ref_kernels.h"
 
 struct incv3_adamw {
     incv3_adamw_hparams hp;
@@ -63,16 +60,9 @@ void incv3_adamw_step(incv3_adamw *opt, incv3_graph *g)
         /* PyTorch skips parameters whose grad is None (e.g. the aux head in a step without it). */
         if (p->kind != INCV3_PARAM || !p->has_grad)
             continue;
-#if INCV3_HAVE_X86_64
         /* The graph's ISA decides, so --isa scalar keeps every kernel scalar. */
-        if (g->isa == INCV3_ISA_AVX2) {
-            adamw_f32__avx2(p->numel, p->data, p->grad, opt->exp_avg[i], opt->exp_avg_sq[i], opt->hp.lr,
-                            opt->hp.beta1, opt->hp.beta2, opt->hp.eps, opt->hp.weight_decay, opt->steps);
-            continue;
-        }
-#endif
-        adamw_f32_ref__scalar(p->numel, p->data, p->grad, opt->exp_avg[i], opt->exp_avg_sq[i], opt->hp.lr,
-                              opt->hp.beta1, opt->hp.beta2, opt->hp.eps, opt->hp.weight_decay, opt->steps);
+        g->ks->adamw(p->numel, p->data, p->grad, opt->exp_avg[i], opt->exp_avg_sq[i], opt->hp.lr, opt->hp.beta1,
+                     opt->hp.beta2, opt->hp.eps, opt->hp.weight_decay, opt->steps);
     }
 }
 
