@@ -9,6 +9,11 @@
 #include "avx2/avx2_kernels.h"
 #include "avx2/conv_winograd_avx2.h"
 #endif
+#if INCV3_HAVE_AARCH64
+#include "neon/conv_winograd_neon.h"
+#include "neon/neon_fused.h"
+#include "neon/neon_kernels.h"
+#endif
 
 #define FWD(name_, algo_, isa_, layout_, supports_, ...)                                                      \
     {.name = #name_, .pass = INCV3_CONV_FWD, .algo = algo_, .isa = isa_, .layout = layout_, .supports = supports_, \
@@ -20,16 +25,23 @@
     {.name = #name_, .pass = INCV3_CONV_BWD_WEIGHTS, .algo = algo_, .isa = isa_, .layout = layout_,         \
      .supports = supports_, .fn = {.bwd_weights = name_}}
 
-/* The forward and backward-data entries of one Winograd variant (V: the tag of conv_winograd_avx2.h). */
-#define WINOGRAD_AVX2(V, algo_)                                                                               \
-    FWD(conv_fwd_f32_winograd_##V##__avx2, algo_, INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C,                     \
-        conv_winograd_##V##_supports__avx2, .packed_floats = conv_winograd_##V##_fwd_weights_floats__avx2,   \
-        .pack = conv_winograd_##V##_pack_fwd__avx2, .fwd_stats = conv_fwd_stats_f32_winograd_##V##__avx2,    \
-        .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_winograd_##V##__avx2),                             \
-    BWD_DATA(conv_bwd_data_f32_winograd_##V##__avx2, algo_, INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C,           \
-             conv_winograd_##V##_supports__avx2,                                                           \
-             .packed_floats = conv_winograd_##V##_bwd_data_weights_floats__avx2,                            \
-             .pack = conv_winograd_##V##_pack_bwd_data__avx2)
+/* The forward and backward-data entries of one Winograd variant (V: the tag of conv_winograd_<isa>.h; sfx:
+ * the ISA suffix of the names). */
+#define WINOGRAD(V, algo_, isa_, sfx)                                                                         \
+    FWD(conv_fwd_f32_winograd_##V##__##sfx, algo_, isa_, INCV3_LAYOUT_NCHW8C, conv_winograd_##V##_supports__##sfx, \
+        .packed_floats = conv_winograd_##V##_fwd_weights_floats__##sfx,                                      \
+        .pack = conv_winograd_##V##_pack_fwd__##sfx, .fwd_stats = conv_fwd_stats_f32_winograd_##V##__##sfx,  \
+        .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_winograd_##V##__##sfx),                             \
+    BWD_DATA(conv_bwd_data_f32_winograd_##V##__##sfx, algo_, isa_, INCV3_LAYOUT_NCHW8C,                      \
+             conv_winograd_##V##_supports__##sfx, .packed_floats = conv_winograd_##V##_bwd_data_weights_floats__##sfx, \
+             .pack = conv_winograd_##V##_pack_bwd_data__##sfx)
+
+/* Direct convolution in all three passes, with the fused epilogues of the forward. */
+#define DIRECT(isa_, sfx)                                                                                    \
+    FWD(conv_fwd_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL,                               \
+        .fwd_stats = conv_fwd_stats_f32_direct__##sfx, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_direct__##sfx), \
+    BWD_DATA(conv_bwd_data_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),     \
+    BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL)
 
 /* Within a pass, ISA and layout, the first entry serving a shape is the default (direct, where the ISA
  * has it); --conv-algo auto times the others against it. */
@@ -38,23 +50,34 @@ static const incv3_conv_kernel conv_kernels[] = {
     BWD_DATA(conv_bwd_data_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, .pack = NULL),
     BWD_WEIGHTS(conv_bwd_weights_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL),
 #if INCV3_HAVE_X86_64
-    FWD(conv_fwd_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL,
-        .fwd_stats = conv_fwd_stats_f32_direct__avx2, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_direct__avx2),
-    BWD_DATA(conv_bwd_data_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),
-    BWD_WEIGHTS(conv_bwd_weights_f32_direct__avx2, "direct", INCV3_ISA_AVX2, INCV3_LAYOUT_NCHW8C, NULL),
+    DIRECT(INCV3_ISA_AVX2, avx2),
     /* Winograd: only the variants whose float32 error stays within 1e-4 on the model's shapes (see
      * conv_winograd_avx2.h and the README); backward-weights stays direct. */
-    WINOGRAD_AVX2(f6x6_3x3, "winograd-f6x6"),
-    WINOGRAD_AVX2(f4x4_3x3, "winograd-f4x4"),
-    WINOGRAD_AVX2(f2x2_3x3, "winograd-f2x2"),
-    WINOGRAD_AVX2(f4_1x3, "winograd-f4"),
-    WINOGRAD_AVX2(f4_3x1, "winograd-f4"),
-    WINOGRAD_AVX2(f4_1x7, "winograd-f4"),
-    WINOGRAD_AVX2(f4_7x1, "winograd-f4"),
-    WINOGRAD_AVX2(f2_1x3, "winograd-f2"),
-    WINOGRAD_AVX2(f2_3x1, "winograd-f2"),
-    WINOGRAD_AVX2(f2_1x7, "winograd-f2"),
-    WINOGRAD_AVX2(f2_7x1, "winograd-f2"),
+    WINOGRAD(f6x6_3x3, "winograd-f6x6", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f4x4_3x3, "winograd-f4x4", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f2x2_3x3, "winograd-f2x2", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f4_1x3, "winograd-f4", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f4_3x1, "winograd-f4", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f4_1x7, "winograd-f4", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f4_7x1, "winograd-f4", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f2_1x3, "winograd-f2", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f2_3x1, "winograd-f2", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f2_1x7, "winograd-f2", INCV3_ISA_AVX2, avx2),
+    WINOGRAD(f2_7x1, "winograd-f2", INCV3_ISA_AVX2, avx2),
+#endif
+#if INCV3_HAVE_AARCH64
+    DIRECT(INCV3_ISA_NEON, neon),
+    WINOGRAD(f6x6_3x3, "winograd-f6x6", INCV3_ISA_NEON, neon),
+    WINOGRAD(f4x4_3x3, "winograd-f4x4", INCV3_ISA_NEON, neon),
+    WINOGRAD(f2x2_3x3, "winograd-f2x2", INCV3_ISA_NEON, neon),
+    WINOGRAD(f4_1x3, "winograd-f4", INCV3_ISA_NEON, neon),
+    WINOGRAD(f4_3x1, "winograd-f4", INCV3_ISA_NEON, neon),
+    WINOGRAD(f4_1x7, "winograd-f4", INCV3_ISA_NEON, neon),
+    WINOGRAD(f4_7x1, "winograd-f4", INCV3_ISA_NEON, neon),
+    WINOGRAD(f2_1x3, "winograd-f2", INCV3_ISA_NEON, neon),
+    WINOGRAD(f2_3x1, "winograd-f2", INCV3_ISA_NEON, neon),
+    WINOGRAD(f2_1x7, "winograd-f2", INCV3_ISA_NEON, neon),
+    WINOGRAD(f2_7x1, "winograd-f2", INCV3_ISA_NEON, neon),
 #endif
 };
 
