@@ -1,6 +1,7 @@
-/* Shared by the convolution kernel tests: random data, shape cases (listed, random, and every distinct
- * convolution of the seed model), the norm-wise relative error and the loop checking it over cases.
- * Include after <cmocka.h>. */
+/* Shared by the kernel tests: random data, shape cases (listed, random, and every distinct convolution of
+ * the seed model), the norm-wise relative error and the loop checking it over cases, blocked-layout checks,
+ * the thread count, the emulated mode (INCV3_TEST_EMULATED=1: reduced shape lists) and the loop running a
+ * test group once for every vector ISA this build and CPU have (kernel_test_run). Include after <cmocka.h>. */
 #ifndef INCV3_CONV_TEST_UTIL_H
 #define INCV3_CONV_TEST_UTIL_H
 
@@ -11,8 +12,10 @@
 #include <string.h>
 
 #include "incv3/model.h"
+#include "kernel_set.h"
 #include "kernel_types.h"
 #include "layout/reorder.h"
+#include "registry.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -47,7 +50,9 @@ static inline float *conv_test_alloc(size_t count)
     return p;
 }
 
-/* OpenMP threads of the kernels under test (bitwise-determinism checks run 1 and 2). */
+/* OpenMP threads of the kernels under test (bitwise-determinism checks run 1 and 2). Under
+ * OMP_THREAD_LIMIT=1 (the emulated cross runs) every count runs one thread, and those checks hold
+ * trivially. */
 static inline void conv_test_set_threads(int t)
 {
 #ifdef _OPENMP
@@ -55,6 +60,31 @@ static inline void conv_test_set_threads(int t)
 #else
     (void)t;
 #endif
+}
+
+/* The thread count parallel regions ask for now (1 without OpenMP). */
+static inline int conv_test_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* A thread count other than the current one: 1, or 3 where the current one is 1. */
+static inline int conv_test_other_threads(void)
+{
+    return conv_test_max_threads() > 1 ? 1 : 3;
+}
+
+/* 1 under INCV3_TEST_EMULATED=1 (the AArch64 cross build runs the tests under qemu-user, ~50x slower than
+ * hardware): the kernel tests take their reduced shape lists, which still cover odd sizes, channels not
+ * multiples of 8, stride 2, padding, batch 1 and accumulate 0/1. */
+static inline int conv_test_emulated(void)
+{
+    const char *e = getenv("INCV3_TEST_EMULATED");
+    return e && strcmp(e, "1") == 0;
 }
 
 /* NaN everywhere, so an output element a kernel forgets to write shows up in the error. */
@@ -95,6 +125,85 @@ static inline double conv_test_rel_err(const float *got, const float *want, size
         den += (double)want[i] * want[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ---- blocked (NCHW8c) results ---- */
+
+/* Every padding lane of a blocked tensor (channel >= d.c of the last block): bitwise that of want_bits
+ * where want_bits is non-NULL (a kernel that accumulates keeps them), else zero: +0 only (any_sign 0) or
+ * either sign (any_sign 1). what names the result in the message. */
+static inline void conv_test_check_padding(incv3_dims d, const float *b, const float *want_bits, int any_sign,
+                                           const char *what)
+{
+    const int CB = incv3_blocks8(d.c);
+    const size_t hw = (size_t)d.h * d.w;
+    for (int n = 0; n < d.n; n++)
+        for (int cb = 0; cb < CB; cb++)
+            for (int l = 0; l < 8; l++) {
+                if (cb * 8 + l < d.c)
+                    continue;
+                for (size_t p = 0; p < hw; p++) {
+                    const size_t i = (((size_t)n * CB + cb) * hw + p) * 8 + l;
+                    const int ok = want_bits ? memcmp(&b[i], &want_bits[i], sizeof *b) == 0
+                                             : b[i] == 0.0f && (any_sign || !signbit(b[i]));
+                    if (!ok) {
+                        print_error("%s: padding lane not zero: n%d cb%d l%d p%zu = %g\n", what ? what : "blocked",
+                                    n, cb, l, p, b[i]);
+                        fail();
+                    }
+                }
+            }
+}
+
+/* Norm-wise relative error of a blocked result against an NCHW reference; the padding lanes must be zero
+ * (+0 only unless any_sign). */
+static inline double conv_test_blocked_err(incv3_dims d, const float *b, const float *want, int any_sign)
+{
+    const size_t cnt = incv3_dims_count(d);
+    float *got = conv_test_alloc(cnt);
+    reorder_nchw8c_to_nchw_f32(d, b, got);
+    const double e = conv_test_rel_err(got, want, cnt);
+    free(got);
+    conv_test_check_padding(d, b, NULL, any_sign, NULL);
+    return e;
+}
+
+static inline void conv_test_same_bits(const void *a, const void *b, size_t bytes, const char *what)
+{
+    if (memcmp(a, b, bytes) != 0) {
+        print_error("%s: results differ bitwise\n", what);
+        fail();
+    }
+}
+
+/* Per-channel parameter arrays of c entries followed by sentinels that must stay untouched. */
+#define CONV_TEST_GUARD 8
+static inline float *conv_test_param_alloc(int c)
+{
+    float *p = conv_test_alloc((size_t)c + CONV_TEST_GUARD);
+    for (int i = 0; i < c + CONV_TEST_GUARD; i++)
+        p[i] = 12345.0f;
+    return p;
+}
+
+static inline void conv_test_assert_guard(const float *p, int c)
+{
+    for (int i = c; i < c + CONV_TEST_GUARD; i++)
+        assert_true(p[i] == 12345.0f);
+}
+
+static inline double *conv_test_dparam_alloc(int c)
+{
+    double *p = conv_test_dalloc((size_t)c + CONV_TEST_GUARD);
+    for (int i = 0; i < c + CONV_TEST_GUARD; i++)
+        p[i] = 12345.0;
+    return p;
+}
+
+static inline void conv_test_assert_dguard(const double *p, int c)
+{
+    for (int i = c; i < c + CONV_TEST_GUARD; i++)
+        assert_true(p[i] == 12345.0);
 }
 
 typedef struct conv_case {
@@ -247,5 +356,121 @@ static inline size_t conv_cases_seed_model(conv_case *cases, size_t max)
     incv3_graph_free(g);
     return n;
 }
+
+/* Listed shapes of the emulated runs (conv_test_emulated()), in place of the tables above: odd sizes,
+ * channels not multiples of 8, stride 2, padding (asymmetric, wider than the kernel), batch 1 and more,
+ * 1x1, 1xn and nx1 kernels, one output block. */
+static const conv_case conv_cases_emulated[] = {
+    /* n  c   h   w   k kh kw sh sw pt pl pb pr */
+    {1, 5, 10, 10, 8, 3, 3, 2, 2, 0, 0, 1, 1},
+    {2, 13, 9, 7, 19, 3, 3, 1, 1, 2, 0, 1, 2},
+    {2, 9, 6, 6, 10, 3, 3, 3, 3, 1, 1, 1, 1},
+    {1, 16, 4, 12, 24, 1, 7, 1, 1, 0, 3, 0, 3},
+    {1, 13, 8, 8, 20, 3, 1, 1, 1, 1, 0, 1, 0},
+    {2, 13, 7, 9, 21, 1, 1, 1, 1, 0, 0, 0, 0},
+    {1, 8, 7, 7, 8, 3, 3, 1, 1, 4, 4, 4, 4},
+    {1, 8, 5, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+    {1, 17, 10, 11, 9, 2, 2, 3, 3, 1, 0, 0, 1},
+};
+
+/* Random cases of a test: count natively, count / 10 (at least 3) emulated. */
+static inline int conv_test_random_count(int count)
+{
+    if (!conv_test_emulated())
+        return count;
+    return count / 10 > 3 ? count / 10 : 3;
+}
+
+/* The seed model's distinct convolutions a test checks: natively all of them (conv_cases_seed_model);
+ * emulated, the max of them with the fewest multiply-accumulates (the model's largest layers take minutes
+ * under qemu). Returns the count. */
+static inline size_t conv_cases_seed_model_for_run(conv_case *cases, size_t room, size_t max_emulated)
+{
+    const size_t n = conv_cases_seed_model(cases, room);
+    assert_true(n > 30);
+    if (!conv_test_emulated() || n <= max_emulated)
+        return n;
+    /* selection sort by MACs, first max_emulated */
+    for (size_t i = 0; i < max_emulated; i++) {
+        size_t best = i;
+        for (size_t j = i + 1; j < n; j++) {
+            const incv3_conv_shape a = conv_case_shape(&cases[j]), b = conv_case_shape(&cases[best]);
+            if (incv3_conv_macs(&a) < incv3_conv_macs(&b))
+                best = j;
+        }
+        const conv_case t = cases[i];
+        cases[i] = cases[best];
+        cases[best] = t;
+    }
+    return max_emulated;
+}
+
+/* ---- the ISA under test ---- */
+
+/* Set by kernel_test_run for the group it runs: the vector ISA, its kernel set (NULL where the ISA has
+ * convolution kernels but no set yet: the tests of the set fail then). */
+static incv3_isa kernel_test_isa = INCV3_ISA_SCALAR;
+static const incv3_kernel_set *kernel_test_set = NULL;
+
+/* 1 when the kernels of a vector ISA are in this build (a kernel set, or blocked convolution kernels)
+ * and this CPU runs them. */
+static inline int kernel_test_isa_testable(incv3_isa isa)
+{
+    if (isa == INCV3_ISA_SCALAR || !incv3_isa_available(isa))
+        return 0;
+    return incv3_kernel_set_for(isa) != NULL || incv3_isa_has_layout(isa, INCV3_LAYOUT_NCHW8C);
+}
+
+/* The kernel set under test; fails when the ISA has none. */
+static inline const incv3_kernel_set *kernel_test_kset(void)
+{
+    if (!kernel_test_set) {
+        print_error("ISA %s has convolution kernels but no kernel set (kernel_set.h)\n",
+                    incv3_isa_name(kernel_test_isa));
+        fail();
+    }
+    return kernel_test_set;
+}
+
+/* The registry's direct blocked kernel of the ISA under test for pass and shape s; fails when there is
+ * none (the direct kernels serve every shape). */
+static inline const incv3_conv_kernel *kernel_test_direct(incv3_conv_pass pass, const incv3_conv_shape *s)
+{
+    const incv3_conv_kernel *k =
+        incv3_conv_kernel_find(pass, kernel_test_isa, INCV3_LAYOUT_NCHW8C, "direct", s);
+    if (!k) {
+        print_error("no direct NCHW8c kernel of pass %d for ISA %s (n%d c%d %dx%d k%d %dx%d)\n", (int)pass,
+                    incv3_isa_name(kernel_test_isa), s->n, s->c, s->h, s->w, s->k, s->kh, s->kw);
+        fail();
+    }
+    return k;
+}
+
+/* Runs the group once for every vector ISA kernel_test_isa_testable() accepts, printing which; without
+ * one, prints a SKIP line and returns 77 (meson's skip code). prog names the test in the messages. */
+static inline int kernel_test_run(const char *prog, const struct CMUnitTest *tests, size_t count)
+{
+    int ran = 0, rc = 0;
+    for (int i = 0; i < INCV3_ISA_COUNT; i++) {
+        const incv3_isa isa = (incv3_isa)i;
+        if (!kernel_test_isa_testable(isa))
+            continue;
+        kernel_test_isa = isa;
+        kernel_test_set = incv3_kernel_set_for(isa);
+        printf("%s: ISA %s%s\n", prog, incv3_isa_name(isa),
+               conv_test_emulated() ? " (INCV3_TEST_EMULATED=1: reduced shape lists)" : "");
+        fflush(stdout);
+        char group[96];
+        snprintf(group, sizeof group, "%s__%s", prog, incv3_isa_name(isa));
+        rc |= _cmocka_run_group_tests(group, tests, count, NULL, NULL);
+        ran++;
+    }
+    if (!ran) {
+        printf("%s: SKIP: no vector ISA (avx2, neon) of this build runs on this CPU\n", prog);
+        return 77;
+    }
+    return rc;
+}
+#define KERNEL_TEST_RUN(prog, tests) kernel_test_run(prog, tests, sizeof(tests) / sizeof((tests)[0]))
 
 #endif

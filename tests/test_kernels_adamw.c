@@ -1,12 +1,11 @@
-/* The AVX2 AdamW step against the reference (double per element) over several steps. Skipped (exit 77) on
- * a CPU without AVX2+FMA. */
+/* The AdamW step of every vector ISA's kernel set against the reference (double per element) over several
+ * steps. Runs once per vector ISA this build and CPU have; skipped (exit 77) where there is none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "avx2/avx2_kernels.h"
 #include "conv_test_util.h"
 #include "ref_kernels.h"
 
@@ -22,7 +21,7 @@ static void run(size_t count, float lr, float wd, int steps)
     for (int s = 1; s <= steps; s++) {
         conv_test_fill(g, count);
         adamw_f32_ref__scalar(count, p0, g, m0, v0, lr, 0.9f, 0.999f, 1e-8f, wd, s);
-        adamw_f32__avx2(count, p1, g, m1, v1, lr, 0.9f, 0.999f, 1e-8f, wd, s);
+        kernel_test_kset()->adamw(count, p1, g, m1, v1, lr, 0.9f, 0.999f, 1e-8f, wd, s);
     }
     double ep = conv_test_rel_err(p1, p0, count), em = conv_test_rel_err(m1, m0, count);
     double ev = conv_test_rel_err(v1, v0, count);
@@ -47,20 +46,16 @@ static void test_adamw_first_step(void **state)
     float p[9], g[9], m[9] = {0}, v[9] = {0};
     for (int i = 0; i < 9; i++)
         p[i] = 1.0f, g[i] = (i % 2 ? 0.5f : -2.0f) * (float)(i + 1);
-    adamw_f32__avx2(9, p, g, m, v, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1);
+    kernel_test_kset()->adamw(9, p, g, m, v, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1);
     for (int i = 0; i < 9; i++)
         assert_float_equal(p[i], 1.0f * (1 - 1e-3f) - 1e-2f * (g[i] > 0 ? 1.0f : -1.0f), 1e-6f);
 }
 
 int main(void)
 {
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_adamw: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_matches_reference),
         cmocka_unit_test(test_adamw_first_step),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_adamw", tests);
 }

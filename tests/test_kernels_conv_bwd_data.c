@@ -1,5 +1,6 @@
-/* The AVX2 blocked direct convolution backward-data against the scalar reference, overwriting and
- * accumulating. Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA. */
+/* The blocked direct convolution backward-data of every vector ISA (the registry's "direct" NCHW8c
+ * backward-data entry) against the scalar reference, overwriting and accumulating. Runs once per vector ISA
+ * this build and CPU have; skipped (exit 77, meson's skip code) where there is none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,17 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "avx2/avx2_kernels.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
 
-/* Runs reference and AVX2 kernel on random data with the given accumulate flag; returns the norm-wise
+/* Runs reference and the ISA's kernel on random data with the given accumulate flag; returns the norm-wise
  * relative error of dx and checks that the padding channels of the blocked dx are exactly zero. */
 static double run_case(const conv_case *cc, int accumulate)
 {
@@ -37,9 +34,9 @@ static double run_case(const conv_case *cc, int accumulate)
         conv_test_fill(dxref, xc);
         reorder_nchw_to_nchw8c_f32(dxd, dxref, dxb); /* padding channels 0 */
     } else {
-        for (size_t i = 0; i < xbc; i++)
-            dxb[i] = NAN; /* the kernel must write every element, padding channels included */
+        conv_test_fill_nan(dxb, xbc); /* the kernel must write every element, padding channels included */
     }
+    const incv3_conv_bwd_data_fn bwd = kernel_test_direct(INCV3_CONV_BWD_DATA, &s)->fn.bwd_data;
     float *dxb_in = NULL;
     if (accumulate) {
         dxb_in = conv_test_alloc(xbc);
@@ -49,7 +46,7 @@ static double run_case(const conv_case *cc, int accumulate)
     conv_bwd_data_f32_ref__scalar(&s, dy, w, dxref, accumulate);
     reorder_nchw_to_nchw8c_f32(dyd, dy, dyb);
     reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
-    conv_bwd_data_f32_direct__avx2(&s, dyb, wb, dxb, accumulate);
+    bwd(&s, dyb, wb, dxb, accumulate);
     reorder_nchw8c_to_nchw_f32(dxd, dxb, dx);
 
     const double rel = conv_test_rel_err(dx, dxref, xc);
@@ -60,23 +57,20 @@ static double run_case(const conv_case *cc, int accumulate)
             for (size_t p = 0; p < (size_t)s.h * s.w; p++)
                 assert_true(dxb[(((size_t)n * CB + CB - 1) * s.h * s.w + p) * 8 + ch % 8] == 0.0f);
 
-#ifdef _OPENMP
     /* Bitwise the same result for another thread count. */
     if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 26)) {
         float *dxb1 = conv_test_alloc(xbc);
         if (accumulate)
             memcpy(dxb1, dxb_in, xbc * sizeof *dxb1);
         else
-            for (size_t i = 0; i < xbc; i++)
-                dxb1[i] = NAN;
-        const int nt = omp_get_max_threads();
-        omp_set_num_threads(nt > 1 ? 1 : 3);
-        conv_bwd_data_f32_direct__avx2(&s, dyb, wb, dxb1, accumulate);
-        omp_set_num_threads(nt);
+            conv_test_fill_nan(dxb1, xbc);
+        const int nt = conv_test_max_threads();
+        conv_test_set_threads(conv_test_other_threads());
+        bwd(&s, dyb, wb, dxb1, accumulate);
+        conv_test_set_threads(nt);
         assert_memory_equal(dxb, dxb1, xbc * sizeof *dxb);
         free(dxb1);
     }
-#endif
 
     free(dxb_in);
     free(dy);
@@ -98,19 +92,22 @@ static void check_cases(const conv_case *cases, size_t count)
 static void test_bwd_data_listed_shapes(void **state)
 {
     (void)state;
+    if (conv_test_emulated()) {
+        check_cases(conv_cases_emulated, CONV_CASES_COUNT(conv_cases_emulated));
+        return;
+    }
     check_cases(conv_cases_listed, CONV_CASES_COUNT(conv_cases_listed));
     check_cases(conv_cases_one_block, CONV_CASES_COUNT(conv_cases_one_block));
     check_cases(conv_cases_strided, CONV_CASES_COUNT(conv_cases_strided));
 }
 
 /* Every distinct convolution of the seed model at batch 1 (training never needs the first layer's
- * backward-data, but the kernel serves that shape too). */
+ * backward-data, but the kernel serves that shape too); emulated, the 3 smallest. */
 static void test_bwd_data_model_shapes(void **state)
 {
     (void)state;
     conv_case cases[128];
-    const size_t n = conv_cases_seed_model(cases, 128);
-    assert_true(n > 30);
+    const size_t n = conv_cases_seed_model_for_run(cases, 128, 3);
     check_cases(cases, n);
 }
 
@@ -118,7 +115,8 @@ static void test_bwd_data_random_shapes(void **state)
 {
     (void)state;
     conv_test_rng = 0x1234567887654321ull;
-    for (int t = 0; t < 60; t++) {
+    const int count = conv_test_random_count(60);
+    for (int t = 0; t < count; t++) {
         const conv_case c = conv_case_random(5);
         check_cases(&c, 1);
     }
@@ -126,14 +124,10 @@ static void test_bwd_data_random_shapes(void **state)
 
 int main(void)
 {
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_conv_bwd_data: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bwd_data_listed_shapes),
         cmocka_unit_test(test_bwd_data_model_shapes),
         cmocka_unit_test(test_bwd_data_random_shapes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_conv_bwd_data", tests);
 }

@@ -1,5 +1,6 @@
-/* The AVX2 blocked direct convolution backward-weights against the scalar reference. Skipped (exit 77,
- * meson's skip code) on a CPU without AVX2+FMA. */
+/* The blocked direct convolution backward-weights of every vector ISA (the registry's "direct" NCHW8c
+ * backward-weights entry) against the scalar reference. Runs once per vector ISA this build and CPU have;
+ * skipped (exit 77, meson's skip code) where there is none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,16 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "avx2/avx2_kernels.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
-/* Runs reference and AVX2 kernel on random data; returns the norm-wise relative error of dw and checks
+/* Runs reference and the ISA's kernel on random data; returns the norm-wise relative error of dw and checks
  * that the padding entries of the blocked dw are exactly zero and that another thread count gives the same
  * bits. */
 static double run_case(const conv_case *cc, int variant)
@@ -34,13 +31,13 @@ static double run_case(const conv_case *cc, int variant)
     float *xb = conv_test_alloc(xbc), *dyb = conv_test_alloc(ybc), *dwb = conv_test_alloc(wbc);
     conv_test_fill(x, xc);
     conv_test_fill(dy, yc);
-    for (size_t i = 0; i < wbc; i++)
-        dwb[i] = NAN; /* the kernel must write every element, padding included */
+    conv_test_fill_nan(dwb, wbc); /* the kernel must write every element, padding included */
+    const incv3_conv_bwd_weights_fn bwd = kernel_test_direct(INCV3_CONV_BWD_WEIGHTS, &s)->fn.bwd_weights;
 
     conv_bwd_weights_f32_ref__scalar(&s, x, dy, dwref);
     reorder_nchw_to_nchw8c_f32(xd, x, xb);
     reorder_nchw_to_nchw8c_f32(dyd, dy, dyb);
-    conv_bwd_weights_f32_direct__avx2(&s, xb, dyb, dwb);
+    bwd(&s, xb, dyb, dwb);
     reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, dwb, dw);
 
     const double rel = conv_test_rel_err(dw, dwref, wc);
@@ -55,20 +52,17 @@ static double run_case(const conv_case *cc, int variant)
                         if (cb * 8 + i >= s.c || kb * 8 + o >= s.k)
                             assert_true(dwb[((((size_t)kb * CB + cb) * s.kh * s.kw + t) * 8 + i) * 8 + o] == 0.0f);
 
-#ifdef _OPENMP
     /* Bitwise the same result for another thread count. */
     if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 27)) {
         float *dwb1 = conv_test_alloc(wbc);
-        for (size_t i = 0; i < wbc; i++)
-            dwb1[i] = NAN;
-        const int nt = omp_get_max_threads();
-        omp_set_num_threads(nt > 1 ? 1 : 3);
-        conv_bwd_weights_f32_direct__avx2(&s, xb, dyb, dwb1);
-        omp_set_num_threads(nt);
+        conv_test_fill_nan(dwb1, wbc);
+        const int nt = conv_test_max_threads();
+        conv_test_set_threads(conv_test_other_threads());
+        bwd(&s, xb, dyb, dwb1);
+        conv_test_set_threads(nt);
         assert_memory_equal(dwb, dwb1, wbc * sizeof *dwb);
         free(dwb1);
     }
-#endif
 
     free(x);
     free(dy);
@@ -98,18 +92,22 @@ static void test_bwd_weights_listed_shapes(void **state)
         {2, 33, 6, 6, 30, 2, 2, 1, 1, 0, 0, 1, 1},
         {1, 1, 9, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1},
     };
+    if (conv_test_emulated()) {
+        check_cases(conv_cases_emulated, CONV_CASES_COUNT(conv_cases_emulated));
+        check_cases(&extra[1], 2); /* output block counts 7 and 5, 7 and 12 input channels */
+        return;
+    }
     check_cases(conv_cases_listed, CONV_CASES_COUNT(conv_cases_listed));
     check_cases(extra, CONV_CASES_COUNT(extra));
     check_cases(conv_cases_strided, CONV_CASES_COUNT(conv_cases_strided));
 }
 
-/* Every distinct convolution of the seed model at batch 1. */
+/* Every distinct convolution of the seed model at batch 1 (emulated: the 3 smallest). */
 static void test_bwd_weights_model_shapes(void **state)
 {
     (void)state;
     conv_case cases[128];
-    const size_t n = conv_cases_seed_model(cases, 128);
-    assert_true(n > 30);
+    const size_t n = conv_cases_seed_model_for_run(cases, 128, 3);
     check_cases(cases, n);
 }
 
@@ -117,7 +115,8 @@ static void test_bwd_weights_random_shapes(void **state)
 {
     (void)state;
     conv_test_rng = 0x1234567887654321ull;
-    for (int t = 0; t < 60; t++) {
+    const int count = conv_test_random_count(60);
+    for (int t = 0; t < count; t++) {
         const conv_case c = conv_case_random(5);
         check_cases(&c, 1);
     }
@@ -125,14 +124,10 @@ static void test_bwd_weights_random_shapes(void **state)
 
 int main(void)
 {
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_conv_bwd_weights: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bwd_weights_listed_shapes),
         cmocka_unit_test(test_bwd_weights_model_shapes),
         cmocka_unit_test(test_bwd_weights_random_shapes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_conv_bwd_weights", tests);
 }

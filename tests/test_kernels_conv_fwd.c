@@ -1,5 +1,6 @@
-/* The AVX2 blocked direct convolution forward and the layout reorders, against the scalar reference.
- * Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA. */
+/* The blocked direct convolution forward of every vector ISA (the registry's "direct" NCHW8c forward
+ * entry) and the layout reorders, against the scalar reference. Runs once per vector ISA this build and
+ * CPU have; skipped (exit 77, meson's skip code) where there is none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,11 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "avx2/avx2_kernels.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
 #include "conv_test_util.h"
@@ -82,7 +79,7 @@ static void test_reorder_roundtrip(void **state)
 
 /* ---- convolution ---- */
 
-/* Runs reference and AVX2 kernel on random data; returns the norm-wise relative error and checks the
+/* Runs reference and the ISA's kernel on random data; returns the norm-wise relative error and checks the
  * padding channels of the blocked output are exactly zero. */
 static double run_case(const conv_case *cc, int variant)
 {
@@ -96,13 +93,13 @@ static double run_case(const conv_case *cc, int variant)
     float *xb = conv_test_alloc(xbc), *wb = conv_test_alloc(wbc), *yb = conv_test_alloc(ybc);
     conv_test_fill(x, xc);
     conv_test_fill(w, wc);
-    for (size_t i = 0; i < ybc; i++)
-        yb[i] = NAN; /* the kernel must write every output element */
+    conv_test_fill_nan(yb, ybc); /* the kernel must write every output element */
+    const incv3_conv_fwd_fn fwd = kernel_test_direct(INCV3_CONV_FWD, &s)->fn.fwd;
 
     conv_fwd_f32_ref__scalar(&s, x, w, yref);
     reorder_nchw_to_nchw8c_f32(dx, x, xb);
     reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
-    conv_fwd_f32_direct__avx2(&s, xb, wb, yb);
+    fwd(&s, xb, wb, yb);
     reorder_nchw8c_to_nchw_f32(dy, yb, y);
 
     const double rel = conv_test_rel_err(y, yref, yc);
@@ -113,18 +110,16 @@ static double run_case(const conv_case *cc, int variant)
             for (size_t p = 0; p < (size_t)s.oh * s.ow; p++)
                 assert_true(yb[(((size_t)n * KB + KB - 1) * s.oh * s.ow + p) * 8 + ch % 8] == 0.0f);
 
-#ifdef _OPENMP
     /* Bitwise the same result for another thread count. */
     if (xc * (size_t)s.k * s.kh * s.kw < ((size_t)1 << 26)) {
         float *yb1 = conv_test_alloc(ybc);
-        const int nt = omp_get_max_threads();
-        omp_set_num_threads(nt > 1 ? 1 : 3);
-        conv_fwd_f32_direct__avx2(&s, xb, wb, yb1);
-        omp_set_num_threads(nt);
+        const int nt = conv_test_max_threads();
+        conv_test_set_threads(conv_test_other_threads());
+        fwd(&s, xb, wb, yb1);
+        conv_test_set_threads(nt);
         assert_memory_equal(yb, yb1, ybc * sizeof *yb);
         free(yb1);
     }
-#endif
 
     free(x);
     free(w);
@@ -144,17 +139,20 @@ static void check_cases(const conv_case *cases, size_t count)
 static void test_conv_listed_shapes(void **state)
 {
     (void)state;
+    if (conv_test_emulated()) {
+        check_cases(conv_cases_emulated, CONV_CASES_COUNT(conv_cases_emulated));
+        return;
+    }
     check_cases(conv_cases_listed, CONV_CASES_COUNT(conv_cases_listed));
     check_cases(conv_cases_one_block, CONV_CASES_COUNT(conv_cases_one_block));
 }
 
-/* Every distinct convolution of the seed model at batch 1. */
+/* Every distinct convolution of the seed model at batch 1 (emulated: the 3 smallest). */
 static void test_conv_model_shapes(void **state)
 {
     (void)state;
     conv_case cases[128];
-    const size_t n = conv_cases_seed_model(cases, 128);
-    assert_true(n > 30);
+    const size_t n = conv_cases_seed_model_for_run(cases, 128, 3);
     check_cases(cases, n);
 }
 
@@ -162,7 +160,8 @@ static void test_conv_random_shapes(void **state)
 {
     (void)state;
     conv_test_rng = 0x1234567887654321ull;
-    for (int t = 0; t < 60; t++) {
+    const int count = conv_test_random_count(60);
+    for (int t = 0; t < count; t++) {
         const conv_case c = conv_case_random(3);
         check_cases(&c, 1);
     }
@@ -170,15 +169,11 @@ static void test_conv_random_shapes(void **state)
 
 int main(void)
 {
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_conv: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reorder_roundtrip),
         cmocka_unit_test(test_conv_listed_shapes),
         cmocka_unit_test(test_conv_model_shapes),
         cmocka_unit_test(test_conv_random_shapes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_conv_fwd", tests);
 }

@@ -1,8 +1,11 @@
-/* The fused AVX2 conv -> BatchNorm -> ReLU kernels (avx2/avx2_fused.h): the statistics convolution
- * against the plain AVX2 convolution (bitwise) and the double sums of the reference convolution's output;
- * the fused BatchNorm+ReLU forward (training, inference) and backward against the composition of the
- * scalar reference kernels through the layout reorders; padding lanes, in-place use, and bitwise
- * independence of the thread count. Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA. */
+/* The fused conv -> BatchNorm -> ReLU kernels of every vector ISA (avx2/avx2_fused.h and its NEON twin):
+ * the statistics convolution (the registry's direct forward entry's fwd_stats) against the plain direct
+ * convolution (bitwise) and the double sums of the reference convolution's output; the inference
+ * convolution with BatchNorm+ReLU folded (fwd_bn_relu_infer) against the reference convolution, BatchNorm
+ * and ReLU; the kernel set's fused BatchNorm+ReLU forward (training, inference) and backward against the
+ * composition of the scalar reference kernels through the layout reorders; padding lanes, in-place use,
+ * and bitwise independence of the thread count. Runs once per vector ISA this build and CPU have; skipped
+ * (exit 77, meson's skip code) where there is none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,88 +16,67 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "avx2/avx2_fused.h"
-#include "avx2/avx2_kernels.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
-static void assert_padding_zero(incv3_dims d, const float *b)
-{
-    const int CB = incv3_blocks8(d.c);
-    const size_t hw = (size_t)d.h * d.w;
-    for (int n = 0; n < d.n; n++)
-        for (int cb = 0; cb < CB; cb++)
-            for (int l = 0; l < 8; l++) {
-                if (cb * 8 + l < d.c)
-                    continue;
-                for (size_t p = 0; p < hw; p++) {
-                    const float v = b[(((size_t)n * CB + cb) * hw + p) * 8 + l];
-                    if (!(v == 0.0f) || signbit(v)) {
-                        fprintf(stderr, "padding lane not zero: n%d cb%d l%d p%zu = %g\n", n, cb, l, p, v);
-                        fail();
-                    }
-                }
-            }
-}
-
 /* Norm-wise relative error of a blocked result against an NCHW reference; padding lanes must be +0. */
 static double blocked_err(incv3_dims d, const float *b, const float *want)
 {
-    const size_t cnt = incv3_dims_count(d);
-    float *got = conv_test_alloc(cnt);
-    reorder_nchw8c_to_nchw_f32(d, b, got);
-    const double e = conv_test_rel_err(got, want, cnt);
-    free(got);
-    assert_padding_zero(d, b);
-    return e;
-}
-
-static void assert_same_bits(const void *a, const void *b, size_t bytes, const char *what)
-{
-    if (memcmp(a, b, bytes) != 0) {
-        fprintf(stderr, "%s: results differ bitwise\n", what);
-        fail();
-    }
-}
-
-/* Parameter arrays of c entries followed by sentinels that must stay untouched. */
-#define GUARD 8
-static float *param_alloc(int c)
-{
-    float *p = conv_test_alloc((size_t)c + GUARD);
-    for (int i = 0; i < c + GUARD; i++)
-        p[i] = 12345.0f;
-    return p;
-}
-
-static void assert_guard(const float *p, int c)
-{
-    for (int i = c; i < c + GUARD; i++)
-        assert_true(p[i] == 12345.0f);
-}
-
-static double *dparam_alloc(int c)
-{
-    double *p = conv_test_dalloc((size_t)c + GUARD);
-    for (int i = 0; i < c + GUARD; i++)
-        p[i] = 12345.0;
-    return p;
-}
-
-static void assert_dguard(const double *p, int c)
-{
-    for (int i = c; i < c + GUARD; i++)
-        assert_true(p[i] == 12345.0);
+    return conv_test_blocked_err(d, b, want, 0);
 }
 
 /* ---- convolution with statistics ---- */
 
 static int conv_stats_verbose = 0; /* INCV3_TEST_VERBOSE set: print each case's errors */
+
+/* The direct entry's inference convolution with BatchNorm+ReLU folded against the reference BatchNorm
+ * (running statistics) and ReLU of the reference convolution's output yref (NCHW): norm-wise 1e-5, padding
+ * lanes +0, bitwise the same for 1 and 2 threads. */
+static void check_conv_bn_relu_infer(const incv3_conv_shape *s, const incv3_conv_kernel *kd, const float *xb,
+                                     const float *wb, const float *yref, const char *desc)
+{
+    assert_non_null(kd->fwd_bn_relu_infer);
+    const uint64_t rng = conv_test_rng; /* the random cases that follow stay those of the statistics tests */
+    const incv3_dims dy = {s->n, s->k, s->oh, s->ow};
+    const size_t ycnt = incv3_dims_count(dy), ybcnt = reorder_nchw8c_count(dy);
+    float *gm = conv_test_alloc(s->k), *bt = conv_test_alloc(s->k), *mu = conv_test_alloc(s->k);
+    float *var = conv_test_alloc(s->k);
+    for (int k = 0; k < s->k; k++) {
+        gm[k] = 0.5f + (float)conv_test_u32() / 4294967296.0f;
+        if (k % 4 == 3)
+            gm[k] = -gm[k];
+        bt[k] = (float)conv_test_u32() / 4294967296.0f - 0.5f;
+        mu[k] = (float)conv_test_u32() / 4294967296.0f - 0.5f;
+        var[k] = 0.2f + (float)conv_test_u32() / 4294967296.0f * 2.0f;
+    }
+    float *zr = conv_test_alloc(ycnt), *z1 = conv_test_alloc(ybcnt), *z2 = conv_test_alloc(ybcnt);
+    bn_fwd_infer_f32_ref__scalar(dy, yref, gm, bt, mu, var, 1e-3f, zr);
+    relu_fwd_f32_ref__scalar(ycnt, zr, zr);
+    conv_test_fill_nan(z1, ybcnt);
+    conv_test_fill_nan(z2, ybcnt);
+    conv_test_set_threads(1);
+    kd->fwd_bn_relu_infer(s, xb, wb, z1, gm, bt, mu, var, 1e-3f);
+    conv_test_set_threads(2);
+    kd->fwd_bn_relu_infer(s, xb, wb, z2, gm, bt, mu, var, 1e-3f);
+    const double e = blocked_err(dy, z1, zr);
+    if (!(e <= 1e-5)) {
+        fprintf(stderr, "%s: conv+bn+relu inference error %.3g\n", desc, e);
+        fail();
+    }
+    if (conv_stats_verbose)
+        printf("  %-44s conv+bn+relu infer err %.2e\n", desc, e);
+    conv_test_same_bits(z1, z2, ybcnt * sizeof *z1, desc);
+    conv_test_rng = rng;
+    free(gm);
+    free(bt);
+    free(mu);
+    free(var);
+    free(zr);
+    free(z1);
+    free(z2);
+}
 
 static void check_conv_stats(const conv_case *cc)
 {
@@ -121,24 +103,27 @@ static void check_conv_stats(const conv_case *cc)
     conv_test_fill_nan(yplain, ybcnt);
     conv_test_fill_nan(y1, ybcnt);
     conv_test_fill_nan(y2, ybcnt);
-    double *sum1 = dparam_alloc(s.k), *sq1 = dparam_alloc(s.k), *sum2 = dparam_alloc(s.k), *sq2 = dparam_alloc(s.k);
+    double *sum1 = conv_test_dparam_alloc(s.k), *sq1 = conv_test_dparam_alloc(s.k);
+    double *sum2 = conv_test_dparam_alloc(s.k), *sq2 = conv_test_dparam_alloc(s.k);
 
+    const incv3_conv_kernel *kd = kernel_test_direct(INCV3_CONV_FWD, &s);
+    assert_non_null(kd->fwd_stats);
     conv_test_set_threads(2);
-    conv_fwd_f32_direct__avx2(&s, xb, wb, yplain);
-    conv_fwd_stats_f32_direct__avx2(&s, xb, wb, y2, sum2, sq2);
+    kd->fn.fwd(&s, xb, wb, yplain);
+    kd->fwd_stats(&s, xb, wb, y2, sum2, sq2);
     conv_test_set_threads(1);
-    conv_fwd_stats_f32_direct__avx2(&s, xb, wb, y1, sum1, sq1);
+    kd->fwd_stats(&s, xb, wb, y1, sum1, sq1);
     conv_test_set_threads(2);
 
     if (memcmp(yplain, y1, ybcnt * sizeof *y1) != 0) {
-        fprintf(stderr, "%s: output differs from conv_fwd_f32_direct__avx2\n", desc);
+        fprintf(stderr, "%s: output differs from %s\n", desc, kd->name);
         fail();
     }
-    assert_same_bits(y1, y2, ybcnt * sizeof *y1, desc);
-    assert_same_bits(sum1, sum2, (size_t)s.k * sizeof *sum1, desc);
-    assert_same_bits(sq1, sq2, (size_t)s.k * sizeof *sq1, desc);
-    assert_dguard(sum1, s.k);
-    assert_dguard(sq1, s.k);
+    conv_test_same_bits(y1, y2, ybcnt * sizeof *y1, desc);
+    conv_test_same_bits(sum1, sum2, (size_t)s.k * sizeof *sum1, desc);
+    conv_test_same_bits(sq1, sq2, (size_t)s.k * sizeof *sq1, desc);
+    conv_test_assert_dguard(sum1, s.k);
+    conv_test_assert_dguard(sq1, s.k);
 
     /* (a) The statistics are those of the kernel's own output: double sums of y1 in NCHW order agree to
      * double rounding (measured against the sum of |y| for the sum, which may cancel to near zero).
@@ -184,6 +169,8 @@ static void check_conv_stats(const conv_case *cc)
     if (conv_stats_verbose)
         printf("  %-44s worst stats err %.2e\n", desc, worst);
 
+    check_conv_bn_relu_infer(&s, kd, xb, wb, yref, desc);
+
     free(x);
     free(w);
     free(yref);
@@ -224,7 +211,8 @@ static void test_conv_stats_random(void **state)
 {
     (void)state;
     conv_test_rng = 0x5EED5EEDF00Dull;
-    for (int i = 0; i < 40; i++) {
+    const int count = conv_test_random_count(40);
+    for (int i = 0; i < count; i++) {
         const conv_case cc = conv_case_random(3);
         check_conv_stats(&cc);
     }
@@ -234,8 +222,7 @@ static void test_conv_stats_seed_model(void **state)
 {
     (void)state;
     conv_case cases[128];
-    const size_t n = conv_cases_seed_model(cases, 128);
-    assert_true(n > 0);
+    const size_t n = conv_cases_seed_model_for_run(cases, 128, 4);
     /* The smaller layers only (the scalar reference convolution is slow): at most 12 of them. */
     size_t ran = 0;
     for (size_t i = 0; i < n && ran < 12; i++) {
@@ -331,14 +318,15 @@ static void test_bn_relu_fwd(void **state)
         relu_fwd_f32_ref__scalar(cnt, yr, yr);
 
         float *y1 = conv_test_alloc(bcnt), *y2 = conv_test_alloc(bcnt);
-        float *m1 = param_alloc(d.c), *v1 = param_alloc(d.c), *m2 = param_alloc(d.c), *v2 = param_alloc(d.c);
+        float *m1 = conv_test_param_alloc(d.c), *v1 = conv_test_param_alloc(d.c);
+        float *m2 = conv_test_param_alloc(d.c), *v2 = conv_test_param_alloc(d.c);
         conv_test_fill_nan(y1, bcnt);
         conv_test_set_threads(1);
-        bn_relu_fwd_train_f32_blocked__avx2(d, xb, sum, sumsq, g, b, eps, y1, m1, v1);
+        kernel_test_kset()->bn_relu_fwd_train(d, xb, sum, sumsq, g, b, eps, y1, m1, v1);
         conv_test_set_threads(2);
         /* In place, 2 threads: bitwise the same. */
         float *y2src = conv_test_dup(xb, bcnt);
-        bn_relu_fwd_train_f32_blocked__avx2(d, y2src, sum, sumsq, g, b, eps, y2src, m2, v2);
+        kernel_test_kset()->bn_relu_fwd_train(d, y2src, sum, sumsq, g, b, eps, y2src, m2, v2);
         memcpy(y2, y2src, bcnt * sizeof *y2);
         free(y2src);
 
@@ -351,13 +339,13 @@ static void test_bn_relu_fwd(void **state)
         }
         if (conv_stats_verbose)
             printf("  %-44s y err %.2e\n", what, e);
-        assert_same_bits(y1, y2, bcnt * sizeof *y1, what);
-        assert_same_bits(m1, m2, (size_t)d.c * sizeof *m1, what);
-        assert_same_bits(v1, v2, (size_t)d.c * sizeof *v1, what);
+        conv_test_same_bits(y1, y2, bcnt * sizeof *y1, what);
+        conv_test_same_bits(m1, m2, (size_t)d.c * sizeof *m1, what);
+        conv_test_same_bits(v1, v2, (size_t)d.c * sizeof *v1, what);
         assert_stat_close(m1, mr, vr, d.c, "mean");
         assert_stat_close(v1, vr, NULL, d.c, "var");
-        assert_guard(m1, d.c);
-        assert_guard(v1, d.c);
+        conv_test_assert_guard(m1, d.c);
+        conv_test_assert_guard(v1, d.c);
 
         /* Inference with the reference's running statistics perturbed: bn_fwd_infer then relu. */
         float *rm = conv_test_alloc(d.c), *rv = conv_test_alloc(d.c);
@@ -371,9 +359,9 @@ static void test_bn_relu_fwd(void **state)
         float *yi1 = conv_test_alloc(bcnt), *yi2 = conv_test_dup(xb, bcnt);
         conv_test_fill_nan(yi1, bcnt);
         conv_test_set_threads(1);
-        bn_relu_fwd_infer_f32_blocked__avx2(d, xb, g, b, rm, rv, eps, yi1);
+        kernel_test_kset()->bn_relu_fwd_infer(d, xb, g, b, rm, rv, eps, yi1);
         conv_test_set_threads(2);
-        bn_relu_fwd_infer_f32_blocked__avx2(d, yi2, g, b, rm, rv, eps, yi2); /* in place */
+        kernel_test_kset()->bn_relu_fwd_infer(d, yi2, g, b, rm, rv, eps, yi2); /* in place */
         snprintf(what, sizeof what, "bn_relu_fwd_infer n%d c%d %dx%d", d.n, d.c, d.h, d.w);
         const double ei = blocked_err(d, yi1, yir);
         if (!(ei <= 1e-5)) {
@@ -382,7 +370,7 @@ static void test_bn_relu_fwd(void **state)
         }
         if (conv_stats_verbose)
             printf("  %-44s y err %.2e\n", what, ei);
-        assert_same_bits(yi1, yi2, bcnt * sizeof *yi1, what);
+        conv_test_same_bits(yi1, yi2, bcnt * sizeof *yi1, what);
 
         free(x);
         free(g);
@@ -435,8 +423,10 @@ static void test_chain(void **state)
     float *yb = conv_test_alloc(bcnt);
     double *sum = conv_test_dalloc(s.k), *sumsq = conv_test_dalloc(s.k);
     float *m = conv_test_alloc(s.k), *v = conv_test_alloc(s.k);
-    conv_fwd_stats_f32_direct__avx2(&s, xb, wb, yb, sum, sumsq);
-    bn_relu_fwd_train_f32_blocked__avx2(d, yb, sum, sumsq, g, b, 1e-3f, yb, m, v);
+    const incv3_conv_kernel *kd = kernel_test_direct(INCV3_CONV_FWD, &s);
+    assert_non_null(kd->fwd_stats);
+    kd->fwd_stats(&s, xb, wb, yb, sum, sumsq);
+    kernel_test_kset()->bn_relu_fwd_train(d, yb, sum, sumsq, g, b, 1e-3f, yb, m, v);
     const double e = blocked_err(d, yb, zr);
     if (!(e <= 1e-5)) {
         fprintf(stderr, "chain: error %.3g\n", e);
@@ -501,11 +491,12 @@ static void test_bn_relu_bwd(void **state)
                 conv_test_fill_nan(dx1, bcnt);
                 conv_test_fill_nan(dx2, bcnt);
             }
-            float *dg1 = param_alloc(d.c), *db1 = param_alloc(d.c), *dg2 = param_alloc(d.c), *db2 = param_alloc(d.c);
+            float *dg1 = conv_test_param_alloc(d.c), *db1 = conv_test_param_alloc(d.c);
+            float *dg2 = conv_test_param_alloc(d.c), *db2 = conv_test_param_alloc(d.c);
             conv_test_set_threads(1);
-            bn_relu_bwd_train_f32_blocked__avx2(d, xb, yb, dyb, g, mean, var, eps, dx1, dg1, db1, acc);
+            kernel_test_kset()->bn_relu_bwd_train(d, xb, yb, dyb, g, mean, var, eps, dx1, dg1, db1, acc);
             conv_test_set_threads(2);
-            bn_relu_bwd_train_f32_blocked__avx2(d, xb, yb, dyb, g, mean, var, eps, dx2, dg2, db2, acc);
+            kernel_test_kset()->bn_relu_bwd_train(d, xb, yb, dyb, g, mean, var, eps, dx2, dg2, db2, acc);
 
             char what[96];
             snprintf(what, sizeof what, "bn_relu_bwd_train n%d c%d %dx%d acc%d", d.n, d.c, d.h, d.w, acc);
@@ -517,11 +508,11 @@ static void test_bn_relu_bwd(void **state)
             }
             if (conv_stats_verbose)
                 printf("  %-44s dx err %.2e dgamma %.2e dbeta %.2e\n", what, e, eg, eb);
-            assert_same_bits(dx1, dx2, bcnt * sizeof *dx1, what);
-            assert_same_bits(dg1, dg2, (size_t)d.c * sizeof *dg1, what);
-            assert_same_bits(db1, db2, (size_t)d.c * sizeof *db1, what);
-            assert_guard(dg1, d.c);
-            assert_guard(db1, d.c);
+            conv_test_same_bits(dx1, dx2, bcnt * sizeof *dx1, what);
+            conv_test_same_bits(dg1, dg2, (size_t)d.c * sizeof *dg1, what);
+            conv_test_same_bits(db1, db2, (size_t)d.c * sizeof *db1, what);
+            conv_test_assert_guard(dg1, d.c);
+            conv_test_assert_guard(db1, d.c);
 
             free(dxr);
             free(dgr);
@@ -551,16 +542,11 @@ static void test_bn_relu_bwd(void **state)
 
 int main(void)
 {
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_fused: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     conv_stats_verbose = getenv("INCV3_TEST_VERBOSE") != NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_stats_listed), cmocka_unit_test(test_conv_stats_random),
         cmocka_unit_test(test_conv_stats_seed_model), cmocka_unit_test(test_bn_relu_fwd),
         cmocka_unit_test(test_chain),             cmocka_unit_test(test_bn_relu_bwd),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_fused", tests);
 }

@@ -1,6 +1,7 @@
-/* The AVX2 blocked (NCHW8c) kernels of the non-convolution layers (batch norm, ReLU, pooling) and the
- * blocked channel concatenation, against the scalar reference kernels through the layout reorders.
- * Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA. */
+/* The blocked (NCHW8c) kernels of the non-convolution layers (batch norm, ReLU, pooling) of every vector
+ * ISA's kernel set and the blocked channel concatenation, against the scalar reference kernels through the
+ * layout reorders. Runs once per vector ISA this build and CPU have; skipped (exit 77, meson's skip code)
+ * where there is none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,47 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "avx2/avx2_layers.h"
 #include "layout/concat_blocked.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
-/* A blocked copy of an NCHW tensor (padding lanes zero). */
-/* Every padding lane of a blocked tensor compares equal to 0. */
-static void assert_padding_zero(incv3_dims d, const float *b)
-{
-    const int CB = incv3_blocks8(d.c);
-    const size_t hw = (size_t)d.h * d.w;
-    for (int n = 0; n < d.n; n++)
-        for (int cb = 0; cb < CB; cb++)
-            for (int l = 0; l < 8; l++) {
-                if (cb * 8 + l < d.c)
-                    continue;
-                for (size_t p = 0; p < hw; p++) {
-                    const float v = b[(((size_t)n * CB + cb) * hw + p) * 8 + l];
-                    if (!(v == 0.0f)) {
-                        fprintf(stderr, "padding lane not zero: n%d cb%d l%d p%zu = %g\n", n, cb, l, p, v);
-                        fail();
-                    }
-                }
-            }
-}
-
-/* Norm-wise relative error of a blocked result against an NCHW reference; padding lanes must be 0. */
+/* Padding lanes of these kernels' outputs compare equal to 0 (either sign). */
 static double blocked_err(incv3_dims d, const float *b, const float *want)
 {
-    const size_t cnt = incv3_dims_count(d);
-    float *got = conv_test_alloc(cnt);
-    reorder_nchw8c_to_nchw_f32(d, b, got);
-    const double e = conv_test_rel_err(got, want, cnt);
-    free(got);
-    assert_padding_zero(d, b);
-    return e;
+    return conv_test_blocked_err(d, b, want, 1);
 }
 
 static void assert_blocked_exact(incv3_dims d, const float *b, const float *want)
@@ -65,23 +35,7 @@ static void assert_blocked_exact(incv3_dims d, const float *b, const float *want
             fail();
         }
     free(got);
-    assert_padding_zero(d, b);
-}
-
-/* Parameter arrays of c entries followed by sentinels that must stay untouched. */
-#define GUARD 8
-static float *param_alloc(int c)
-{
-    float *p = conv_test_alloc((size_t)c + GUARD);
-    for (int i = 0; i < c + GUARD; i++)
-        p[i] = 12345.0f;
-    return p;
-}
-
-static void assert_guard(const float *p, int c)
-{
-    for (int i = c; i < c + GUARD; i++)
-        assert_true(p[i] == 12345.0f);
+    conv_test_check_padding(d, b, NULL, 1, NULL);
 }
 
 /* ---- batch normalization ---- */
@@ -98,10 +52,10 @@ static void bn_run(incv3_dims d, const float *xb, const float *g, const float *b
     o->yi = conv_test_alloc(bcnt);
     conv_test_fill_nan(o->y, bcnt);
     conv_test_fill_nan(o->yi, bcnt);
-    o->mean = param_alloc(d.c);
-    o->var = param_alloc(d.c);
-    bn_fwd_train_f32_blocked__avx2(d, xb, g, b, eps, o->y, o->mean, o->var);
-    bn_fwd_infer_f32_blocked__avx2(d, xb, g, b, rm, rv, eps, o->yi);
+    o->mean = conv_test_param_alloc(d.c);
+    o->var = conv_test_param_alloc(d.c);
+    kernel_test_kset()->bn_fwd_train(d, xb, g, b, eps, o->y, o->mean, o->var);
+    kernel_test_kset()->bn_fwd_infer(d, xb, g, b, rm, rv, eps, o->yi);
     for (int acc = 0; acc < 2; acc++) {
         o->dx[acc] = acc ? conv_test_dup(dx0b, bcnt) : conv_test_alloc(bcnt);
         o->dxi[acc] = acc ? conv_test_dup(dx0b, bcnt) : conv_test_alloc(bcnt);
@@ -109,13 +63,13 @@ static void bn_run(incv3_dims d, const float *xb, const float *g, const float *b
             conv_test_fill_nan(o->dx[acc], bcnt);
             conv_test_fill_nan(o->dxi[acc], bcnt);
         }
-        o->dg[acc] = param_alloc(d.c);
-        o->db[acc] = param_alloc(d.c);
-        o->dgi[acc] = param_alloc(d.c);
-        o->dbi[acc] = param_alloc(d.c);
+        o->dg[acc] = conv_test_param_alloc(d.c);
+        o->db[acc] = conv_test_param_alloc(d.c);
+        o->dgi[acc] = conv_test_param_alloc(d.c);
+        o->dbi[acc] = conv_test_param_alloc(d.c);
         /* backward of the train forward uses the saved batch statistics (ref's, so both see the same) */
-        bn_bwd_train_f32_blocked__avx2(d, xb, dyb, g, rm, rv, eps, o->dx[acc], o->dg[acc], o->db[acc], acc);
-        bn_bwd_infer_f32_blocked__avx2(d, xb, dyb, g, rm, rv, eps, o->dxi[acc], o->dgi[acc], o->dbi[acc], acc);
+        kernel_test_kset()->bn_bwd_train(d, xb, dyb, g, rm, rv, eps, o->dx[acc], o->dg[acc], o->db[acc], acc);
+        kernel_test_kset()->bn_bwd_infer(d, xb, dyb, g, rm, rv, eps, o->dxi[acc], o->dgi[acc], o->dbi[acc], acc);
     }
 }
 
@@ -183,8 +137,8 @@ static void check_bn(int n, int c, int h, int w, float shift)
     assert_true(blocked_err(d, o1.yi, yi) <= 1e-5);
     assert_true(conv_test_rel_err(o1.mean, mean, c) <= 1e-6);
     assert_true(conv_test_rel_err(o1.var, var, c) <= 1e-6);
-    assert_guard(o1.mean, c);
-    assert_guard(o1.var, c);
+    conv_test_assert_guard(o1.mean, c);
+    conv_test_assert_guard(o1.var, c);
 
     float *dx = conv_test_alloc(cnt), *dg = conv_test_alloc(c), *db = conv_test_alloc(c);
     for (int acc = 0; acc < 2; acc++) {
@@ -204,8 +158,8 @@ static void check_bn(int n, int c, int h, int w, float shift)
                         h, w, shift, mode, acc, edx, edg, edb);
                 fail();
             }
-            assert_guard(gdg, c);
-            assert_guard(gdb, c);
+            conv_test_assert_guard(gdg, c);
+            conv_test_assert_guard(gdb, c);
         }
     }
 
@@ -249,7 +203,7 @@ static void check_relu(size_t count)
     for (int t = 1; t <= 2; t++) {
         conv_test_set_threads(t);
         conv_test_fill_nan(y, count);
-        relu_fwd_f32__avx2(count, x, y);
+        kernel_test_kset()->relu_fwd(count, x, y);
         relu_fwd_f32_ref__scalar(count, x, yr);
         assert_memory_equal(y, yr, count * sizeof *y);
         for (int acc = 0; acc < 2; acc++) {
@@ -259,7 +213,7 @@ static void check_relu(size_t count)
             } else {
                 conv_test_fill_nan(dx, count);
             }
-            relu_bwd_f32__avx2(count, yr, dy, dx, acc);
+            kernel_test_kset()->relu_bwd(count, yr, dy, dx, acc);
             relu_bwd_f32_ref__scalar(count, yr, dy, dxr, acc);
             assert_memory_equal(dx, dxr, count * sizeof *dx);
         }
@@ -289,16 +243,16 @@ static void pool_run(const incv3_pool_shape *s, const float *xb, const float *dy
     out[1] = conv_test_alloc(bo);
     conv_test_fill_nan(out[0], bo);
     conv_test_fill_nan(out[1], bo);
-    maxpool_fwd_f32_blocked__avx2(s, xb, out[0]);
-    avgpool_fwd_f32_blocked__avx2(s, xb, out[1]);
+    kernel_test_kset()->maxpool_fwd(s, xb, out[0]);
+    kernel_test_kset()->avgpool_fwd(s, xb, out[1]);
     for (int acc = 0; acc < 2; acc++) {
         float *m = acc ? conv_test_dup(dx0b, bi) : conv_test_alloc(bi), *a = acc ? conv_test_dup(dx0b, bi) : conv_test_alloc(bi);
         if (!acc) {
             conv_test_fill_nan(m, bi);
             conv_test_fill_nan(a, bi);
         }
-        maxpool_bwd_f32_blocked__avx2(s, xb, dyb, m, acc);
-        avgpool_bwd_f32_blocked__avx2(s, dyb, a, acc);
+        kernel_test_kset()->maxpool_bwd(s, xb, dyb, m, acc);
+        kernel_test_kset()->avgpool_bwd(s, dyb, a, acc);
         out[2 + 2 * acc] = m;
         out[3 + 2 * acc] = a;
     }
@@ -401,8 +355,8 @@ static void test_pool_nan(void **state)
     float *xb = conv_test_to_blocked(di, x), *dyb = conv_test_to_blocked(dout, dy);
     float *y = conv_test_alloc(reorder_nchw8c_count(dout)), *dx = conv_test_alloc(reorder_nchw8c_count(di));
     float *yr = conv_test_alloc(co), *dxr = conv_test_alloc(ci);
-    maxpool_fwd_f32_blocked__avx2(&s, xb, y);
-    maxpool_bwd_f32_blocked__avx2(&s, xb, dyb, dx, 0);
+    kernel_test_kset()->maxpool_fwd(&s, xb, y);
+    kernel_test_kset()->maxpool_bwd(&s, xb, dyb, dx, 0);
     maxpool_fwd_f32_ref__scalar(&s, x, yr);
     maxpool_bwd_f32_ref__scalar(&s, x, dy, dxr, 0);
     assert_blocked_exact(dout, y, yr);
@@ -511,14 +465,9 @@ static void test_concat(void **state)
 
 int main(void)
 {
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_layers: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bn),       cmocka_unit_test(test_relu),   cmocka_unit_test(test_pool),
         cmocka_unit_test(test_pool_nan), cmocka_unit_test(test_concat),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_layers", tests);
 }

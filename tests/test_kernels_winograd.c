@@ -1,8 +1,11 @@
-/* The AVX2 Winograd convolutions (avx2/conv_winograd_avx2.h): every variant's forward, backward-data
- * (overwrite and accumulate), statistics and inference BatchNorm+ReLU passes against the scalar reference
- * kernels through the layout reorders, on listed and random shapes; accuracy on the seed model's shapes
- * with realistic data against a double-precision convolution; bitwise independence of the thread count;
- * the shapes supports() turns down. Skipped (exit 77, meson's skip code) on a CPU without AVX2+FMA.
+/* The Winograd convolutions of every vector ISA (avx2/conv_winograd_avx2.h and its NEON twin), taken from
+ * the registry (every entry of the ISA whose algo starts with "winograd"): every variant's forward,
+ * backward-data (overwrite and accumulate), statistics and inference BatchNorm+ReLU passes against the
+ * scalar reference kernels through the layout reorders, on listed and random shapes; accuracy on the seed
+ * model's shapes with realistic data against a double-precision convolution; bitwise independence of the
+ * thread count; the shapes supports() turns down. A registry entry of a variant the table of tolerances
+ * below does not list fails the test. Runs once per vector ISA this build and CPU have; skipped (exit 77,
+ * meson's skip code) where there is none.
  *
  * Tolerances (norm-wise relative error). Uniform data in [-1, 1) (the listed and random shapes): each
  * variant's bound in the table below (the statistics and BatchNorm+ReLU outputs: twice it, at most
@@ -19,82 +22,145 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "avx2/conv_winograd_avx2.h"
 #include "layout/reorder.h"
 #include "ref_kernels.h"
 #include "conv_test_util.h"
 
 typedef struct wg_variant {
-    const char *name;
+    const char *name; /* the tag: f4x4_3x3 */
     int kh, kw;
     double tol; /* uniform data, listed and random shapes */
     int (*supports)(const incv3_conv_shape *s);
+    int (*bwd_supports)(const incv3_conv_shape *s);
     size_t (*fwd_floats)(const incv3_conv_shape *s);
     void (*pack_fwd)(const incv3_conv_shape *s, const float *w, float *u);
     size_t (*bwd_floats)(const incv3_conv_shape *s);
     void (*pack_bwd)(const incv3_conv_shape *s, const float *w, float *u);
-    void (*fwd)(const incv3_conv_shape *s, const float *x, const float *u, float *y);
-    void (*bwd)(const incv3_conv_shape *s, const float *dy, const float *u, float *dx, int accumulate);
-    void (*stats)(const incv3_conv_shape *s, const float *x, const float *u, float *y, double *sum, double *sumsq);
-    void (*infer)(const incv3_conv_shape *s, const float *x, const float *u, float *y, const float *gamma,
-                  const float *beta, const float *mean, const float *var, float eps);
+    incv3_conv_fwd_fn fwd;
+    incv3_conv_bwd_data_fn bwd;
+    incv3_conv_fwd_stats_fn stats;
+    incv3_conv_fwd_bn_relu_fn infer;
 } wg_variant;
-
-#define WG_VARIANT(V, KH, KW, TOL)                                                                                    \
-    {#V,                                                                                                              \
-     KH,                                                                                                              \
-     KW,                                                                                                              \
-     TOL,                                                                                                             \
-     conv_winograd_##V##_supports__avx2,                                                                              \
-     conv_winograd_##V##_fwd_weights_floats__avx2,                                                                    \
-     conv_winograd_##V##_pack_fwd__avx2,                                                                              \
-     conv_winograd_##V##_bwd_data_weights_floats__avx2,                                                               \
-     conv_winograd_##V##_pack_bwd_data__avx2,                                                                         \
-     conv_fwd_f32_winograd_##V##__avx2,                                                                               \
-     conv_bwd_data_f32_winograd_##V##__avx2,                                                                          \
-     conv_fwd_stats_f32_winograd_##V##__avx2,                                                                         \
-     conv_bn_relu_fwd_infer_f32_winograd_##V##__avx2}
 
 /* Bounds on uniform data: about 2-5x the worst error seen over 24 seeds of the listed and random
  * shapes, at most 1e-4. The worst cases are one-channel shapes with a 1x1 input, whose outputs are
  * single products: F(6x6) then reaches 8.6e-5 (each output is a sum of 64 terms much larger than the
  * product), F(4, 7) 3e-5, F(2, 7) 1.5e-5; with 4 or more channels the worst are 4e-6 (F(6x6)), 5e-6
- * (F(4, 7)), 2e-6 (F(4x4)), 1e-6 or less (the others). */
-static const wg_variant variants[] = {
-    WG_VARIANT(f2x2_3x3, 3, 3, 1e-5), WG_VARIANT(f4x4_3x3, 3, 3, 2e-5), WG_VARIANT(f6x6_3x3, 3, 3, 1e-4),
-    WG_VARIANT(f2_1x3, 1, 3, 1e-5),   WG_VARIANT(f4_1x3, 1, 3, 2e-5),   WG_VARIANT(f2_3x1, 3, 1, 1e-5),
-    WG_VARIANT(f4_3x1, 3, 1, 2e-5),   WG_VARIANT(f2_1x7, 1, 7, 5e-5),   WG_VARIANT(f4_1x7, 1, 7, 1e-4),
-    WG_VARIANT(f2_7x1, 7, 1, 5e-5),   WG_VARIANT(f4_7x1, 7, 1, 1e-4),
+ * (F(4, 7)), 2e-6 (F(4x4)), 1e-6 or less (the others). Every ISA's variant of a tag has its bound; a
+ * registry entry whose tag is not listed fails the test. */
+static const struct {
+    const char *tag;
+    double tol;
+} variant_tols[] = {
+    {"f2x2_3x3", 1e-5}, {"f4x4_3x3", 2e-5}, {"f6x6_3x3", 1e-4}, {"f2_1x3", 1e-5}, {"f4_1x3", 2e-5}, {"f2_3x1", 1e-5},
+    {"f4_3x1", 2e-5},   {"f2_1x7", 5e-5},   {"f4_1x7", 1e-4},   {"f2_7x1", 5e-5}, {"f4_7x1", 1e-4},
 };
-#define NVARIANTS (sizeof variants / sizeof variants[0])
+#define MAX_VARIANTS (sizeof variant_tols / sizeof variant_tols[0])
+
+static wg_variant variants[MAX_VARIANTS]; /* those of the ISA under test, in the order of variant_tols */
+static size_t nvariants;
+static int variants_isa = -1;
 
 static int verbose;
-static double worst_uniform[NVARIANTS]; /* worst error on uniform data, per variant, for the summary */
+static double worst_uniform[MAX_VARIANTS]; /* worst error on uniform data, per variant, for the summary */
 
-/* Padding lanes of a blocked tensor: +0 (want_bits NULL), or bitwise those of want_bits. */
-static void check_padding(incv3_dims d, const float *b, const float *want_bits, const char *what)
+/* The tag of a Winograd entry's name (conv_fwd_f32_winograd_f4x4_3x3__avx2 -> f4x4_3x3) into buf. */
+static void entry_tag(const incv3_conv_kernel *e, char *buf, size_t len)
 {
-    const int CB = incv3_blocks8(d.c);
-    const size_t hw = (size_t)d.h * d.w;
-    for (int n = 0; n < d.n; n++)
-        for (int cb = 0; cb < CB; cb++)
-            for (int l = 0; l < 8; l++) {
-                if (cb * 8 + l < d.c)
-                    continue;
-                for (size_t p = 0; p < hw; p++) {
-                    const size_t i = (((size_t)n * CB + cb) * hw + p) * 8 + l;
-                    const int ok = want_bits ? memcmp(&b[i], &want_bits[i], sizeof *b) == 0
-                                             : b[i] == 0.0f && !signbit(b[i]);
-                    if (!ok) {
-                        fprintf(stderr, "%s: padding lane changed: n%d cb%d l%d p%zu = %g\n", what, n, cb, l, p, b[i]);
-                        fail();
-                    }
-                }
-            }
+    const char *a = strstr(e->name, "_winograd_"), *b = strstr(e->name, "__");
+    if (!a || !b || b < a + 10 || (size_t)(b - a - 10) >= len) {
+        print_error("%s: a Winograd entry's name is not op_f32_winograd_TAG__isa\n", e->name);
+        fail();
+    }
+    memcpy(buf, a + 10, (size_t)(b - a - 10));
+    buf[b - a - 10] = '\0';
+}
+
+/* The Winograd variants of the ISA under test from the registry: each tag's forward and backward-data
+ * entries. Fails on an entry whose tag has no bound in variant_tols, on a forward entry without its
+ * backward-data twin (or the other way round), on missing packing or fused passes, and on a Winograd
+ * entry of another pass (this test has no check for it). */
+static void load_variants(void)
+{
+    if (variants_isa == (int)kernel_test_isa)
+        return;
+    size_t count;
+    const incv3_conv_kernel *t = incv3_conv_kernel_table(&count);
+    memset(variants, 0, sizeof variants);
+    memset(worst_uniform, 0, sizeof worst_uniform);
+    nvariants = 0;
+    const incv3_conv_kernel *fwd[MAX_VARIANTS] = {0}, *bwd[MAX_VARIANTS] = {0};
+    for (size_t i = 0; i < count; i++) {
+        const incv3_conv_kernel *e = &t[i];
+        if (e->isa != kernel_test_isa || strncmp(e->algo, "winograd", 8) != 0)
+            continue;
+        char tag[64];
+        entry_tag(e, tag, sizeof tag);
+        size_t vi = 0;
+        while (vi < MAX_VARIANTS && strcmp(variant_tols[vi].tag, tag) != 0)
+            vi++;
+        if (vi == MAX_VARIANTS) {
+            print_error("%s: Winograd variant %s has no error bound in variant_tols: add it to this test\n",
+                        e->name, tag);
+            fail();
+        }
+        if (e->pass == INCV3_CONV_FWD && !fwd[vi])
+            fwd[vi] = e;
+        else if (e->pass == INCV3_CONV_BWD_DATA && !bwd[vi])
+            bwd[vi] = e;
+        else {
+            print_error("%s: a Winograd entry of pass %d this test does not check\n", e->name, (int)e->pass);
+            fail();
+        }
+    }
+    for (size_t vi = 0; vi < MAX_VARIANTS; vi++) {
+        if (!fwd[vi] && !bwd[vi])
+            continue;
+        if (!fwd[vi] || !bwd[vi]) {
+            print_error("Winograd variant %s of %s: forward and backward-data entries come in pairs\n",
+                        variant_tols[vi].tag, incv3_isa_name(kernel_test_isa));
+            fail();
+        }
+        const incv3_conv_kernel *f = fwd[vi], *b = bwd[vi];
+        assert_non_null(f->supports);
+        assert_non_null(b->supports);
+        assert_non_null(f->packed_floats);
+        assert_non_null(f->pack);
+        assert_non_null(b->packed_floats);
+        assert_non_null(b->pack);
+        assert_non_null(f->fwd_stats);
+        assert_non_null(f->fwd_bn_relu_infer);
+        wg_variant *v = &variants[nvariants++];
+        v->name = variant_tols[vi].tag;
+        const char *ks = strrchr(v->name, '_');
+        assert_non_null(ks);
+        assert_int_equal(sscanf(ks + 1, "%dx%d", &v->kh, &v->kw), 2);
+        v->tol = variant_tols[vi].tol;
+        v->supports = f->supports;
+        v->bwd_supports = b->supports;
+        v->fwd_floats = f->packed_floats;
+        v->pack_fwd = f->pack;
+        v->bwd_floats = b->packed_floats;
+        v->pack_bwd = b->pack;
+        v->fwd = f->fn.fwd;
+        v->bwd = b->fn.bwd_data;
+        v->stats = f->fwd_stats;
+        v->infer = f->fwd_bn_relu_infer;
+    }
+    variants_isa = (int)kernel_test_isa;
+    printf("  %zu Winograd variants of %s in the registry\n", nvariants, incv3_isa_name(kernel_test_isa));
+}
+
+/* supports() of the forward and the backward-data entry: the same answer (both take the forward shape). */
+static int wg_supports(const wg_variant *v, const incv3_conv_shape *s)
+{
+    const int f = v->supports(s), b = v->bwd_supports(s);
+    if (!f != !b) {
+        print_error("%s: forward and backward-data supports() differ (%d, %d)\n", v->name, f, b);
+        fail();
+    }
+    return f;
 }
 
 /* Norm-wise relative error of a blocked result against an NCHW reference, the reference's norm floored at
@@ -145,14 +211,6 @@ static float *tap_max_weights(const incv3_conv_shape *s, const float *w)
     return m;
 }
 
-static void assert_same_bits(const void *a, const void *b, size_t bytes, const char *what)
-{
-    if (memcmp(a, b, bytes) != 0) {
-        fprintf(stderr, "%s: results differ bitwise between 1 and 2 threads\n", what);
-        fail();
-    }
-}
-
 static void check_err(double e, double tol, const char *what)
 {
     if (verbose)
@@ -190,7 +248,7 @@ static void check_case(size_t vi, const conv_case *cc)
     conv_case_describe(cc, desc, sizeof desc);
     const size_t len = strlen(desc);
     const incv3_conv_shape s = conv_case_shape(cc);
-    assert_true(v->supports(&s));
+    assert_true(wg_supports(v, &s));
     const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
     const size_t xcnt = incv3_dims_count(dx), ycnt = incv3_dims_count(dy), wcnt = (size_t)s.k * s.c * s.kh * s.kw;
     const size_t xbcnt = reorder_nchw8c_count(dx), ybcnt = reorder_nchw8c_count(dy);
@@ -216,7 +274,7 @@ static void check_case(size_t vi, const conv_case *cc)
     v->fwd(&s, xb, uf, yb);
     snprintf(desc + len, sizeof desc - len, " %s fwd", v->name);
     double e = blocked_err(dy, yb, yref, yabs);
-    check_padding(dy, yb, NULL, desc);
+    conv_test_check_padding(dy, yb, NULL, 0, desc);
     check_err(e, v->tol, desc);
     worst = fmax(worst, e);
 
@@ -227,7 +285,7 @@ static void check_case(size_t vi, const conv_case *cc)
     conv_test_fill_nan(ys, ybcnt);
     v->stats(&s, xb, uf, ys, sum, sq);
     snprintf(desc + len, sizeof desc - len, " %s stats", v->name);
-    assert_same_bits(ys, yb, ybcnt * sizeof *ys, desc);
+    conv_test_same_bits(ys, yb, ybcnt * sizeof *ys, desc);
     {
         float *yown = conv_test_alloc(ycnt);
         reorder_nchw8c_to_nchw_f32(dy, ys, yown);
@@ -293,7 +351,7 @@ static void check_case(size_t vi, const conv_case *cc)
         v->infer(&s, xb, uf, zb, gm, bt, mu, var, 1e-3f);
         snprintf(desc + len, sizeof desc - len, " %s infer", v->name);
         e = blocked_err(dy, zb, zr, zabs);
-        check_padding(dy, zb, NULL, desc);
+        conv_test_check_padding(dy, zb, NULL, 0, desc);
         check_err(e, tol2, desc);
         free(gm);
         free(bt);
@@ -328,7 +386,7 @@ static void check_case(size_t vi, const conv_case *cc)
         v->bwd(&s, gb, ub, db, acc);
         snprintf(desc + len, sizeof desc - len, " %s bwd acc%d", v->name, acc);
         e = blocked_err(dx, db, dref, dabs);
-        check_padding(dx, db, d0, desc);
+        conv_test_check_padding(dx, db, d0, 0, desc);
         check_err(e, v->tol, desc);
         worst = fmax(worst, e);
         free(dref);
@@ -380,21 +438,30 @@ static const int listed[][5] = {
     {1, 1, 1, 1, 1},   {1, 3, 2, 2, 5},    {3, 5, 7, 9, 13},  {1, 13, 17, 17, 19}, {3, 19, 11, 6, 8},
     {1, 8, 35, 35, 16}, {2, 16, 5, 13, 24}, {1, 24, 9, 9, 40}, {1, 40, 6, 7, 17},   {3, 3, 1, 4, 9},
 };
+/* Emulated (conv_test_emulated()): the first three, a channel count past a block and an output block
+ * count of 3, with every padding combination. */
+static const int listed_emulated[][5] = {
+    {1, 1, 1, 1, 1}, {1, 3, 2, 2, 5}, {3, 5, 7, 9, 13}, {1, 13, 9, 8, 19},
+};
 
 static void test_listed(void **state)
 {
     (void)state;
+    load_variants();
     conv_test_rng = 0x5157A11ull;
-    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+    for (size_t vi = 0; vi < nvariants; vi++) {
         const wg_variant *v = &variants[vi];
         int ph[8][2], pw[8][2];
         const int nph = pads_of(v->kh, ph), npw = pads_of(v->kw, pw);
-        for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++) {
+        const int(*shapes)[5] = conv_test_emulated() ? listed_emulated : listed;
+        const size_t nshapes = conv_test_emulated() ? sizeof listed_emulated / sizeof listed_emulated[0]
+                                                    : sizeof listed / sizeof listed[0];
+        for (size_t i = 0; i < nshapes; i++) {
             /* every vertical padding with the first horizontal one and the other way round, then both at once */
             const int combos = nph + npw;
             for (int cmb = 0; cmb < combos; cmb++) {
                 const int a = cmb < nph ? cmb : (cmb - nph) % nph, b = cmb < nph ? cmb % npw : cmb - nph;
-                conv_case cc = {listed[i][0], listed[i][1], listed[i][2], listed[i][3], listed[i][4], v->kh, v->kw, 1,
+                conv_case cc = {shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4], v->kh, v->kw, 1,
                                 1, ph[a][0], pw[b][0], ph[a][1], pw[b][1]};
                 if (cc.h + cc.pt + cc.pb < cc.kh || cc.w + cc.pl + cc.pr < cc.kw)
                     continue;
@@ -407,10 +474,12 @@ static void test_listed(void **state)
 static void test_random(void **state)
 {
     (void)state;
+    load_variants();
     conv_test_rng = 0xA11CE5EEDull;
-    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+    for (size_t vi = 0; vi < nvariants; vi++) {
         const wg_variant *v = &variants[vi];
-        for (int i = 0; i < 16; i++) {
+        const int count = conv_test_random_count(16);
+        for (int i = 0; i < count; i++) {
             conv_case cc;
             cc.n = conv_test_int(1, 3);
             cc.c = conv_test_int(1, 40);
@@ -432,7 +501,7 @@ static void test_random(void **state)
         }
     }
     printf("  worst error on uniform data (listed and random shapes):\n");
-    for (size_t vi = 0; vi < NVARIANTS; vi++)
+    for (size_t vi = 0; vi < nvariants; vi++)
         printf("    %-10s %.3g (bound %.0e)\n", variants[vi].name, worst_uniform[vi], variants[vi].tol);
 }
 
@@ -441,11 +510,15 @@ static void test_random(void **state)
 static void test_threads(void **state)
 {
     (void)state;
+    load_variants();
     conv_test_rng = 0x7EAD5ull;
-    /* Enough tiles for several groups of every variant; odd channel counts. */
-    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+    /* Enough tiles for several groups of every variant; odd channel counts. Emulated runs have one thread
+     * (OMP_THREAD_LIMIT=1), where the check holds trivially: a small shape. */
+    const int emu = conv_test_emulated();
+    for (size_t vi = 0; vi < nvariants; vi++) {
         const wg_variant *v = &variants[vi];
-        conv_case cc = {3, 19, 35, 33, 21, v->kh, v->kw, 1, 1, v->kh / 2, v->kw / 2, v->kh / 2, v->kw / 2};
+        conv_case cc = {emu ? 1 : 3, 19, emu ? 9 : 35, emu ? 11 : 33, 21, v->kh, v->kw, 1, 1, v->kh / 2, v->kw / 2,
+                        v->kh / 2, v->kw / 2};
         const incv3_conv_shape s = conv_case_shape(&cc);
         const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
         const size_t xbcnt = reorder_nchw8c_count(dx), ybcnt = reorder_nchw8c_count(dy);
@@ -489,15 +562,15 @@ static void test_threads(void **state)
         conv_test_set_threads(2);
         char what[96];
         snprintf(what, sizeof what, "%s threads", v->name);
-        assert_same_bits(u1[0], u1[1], v->fwd_floats(&s) * sizeof(float), what);
-        assert_same_bits(u2[0], u2[1], v->bwd_floats(&s) * sizeof(float), what);
-        assert_same_bits(y[0], y[1], ybcnt * sizeof(float), what);
-        assert_same_bits(ys[0], ys[1], ybcnt * sizeof(float), what);
-        assert_same_bits(z[0], z[1], ybcnt * sizeof(float), what);
-        assert_same_bits(d0[0], d0[1], xbcnt * sizeof(float), what);
-        assert_same_bits(d1[0], d1[1], xbcnt * sizeof(float), what);
-        assert_same_bits(sum[0], sum[1], (size_t)s.k * sizeof(double), what);
-        assert_same_bits(sq[0], sq[1], (size_t)s.k * sizeof(double), what);
+        conv_test_same_bits(u1[0], u1[1], v->fwd_floats(&s) * sizeof(float), what);
+        conv_test_same_bits(u2[0], u2[1], v->bwd_floats(&s) * sizeof(float), what);
+        conv_test_same_bits(y[0], y[1], ybcnt * sizeof(float), what);
+        conv_test_same_bits(ys[0], ys[1], ybcnt * sizeof(float), what);
+        conv_test_same_bits(z[0], z[1], ybcnt * sizeof(float), what);
+        conv_test_same_bits(d0[0], d0[1], xbcnt * sizeof(float), what);
+        conv_test_same_bits(d1[0], d1[1], xbcnt * sizeof(float), what);
+        conv_test_same_bits(sum[0], sum[1], (size_t)s.k * sizeof(double), what);
+        conv_test_same_bits(sq[0], sq[1], (size_t)s.k * sizeof(double), what);
         for (int t = 0; t < 2; t++) {
             packed_free(u1[t], 0);
             packed_free(u2[t], 1);
@@ -527,20 +600,21 @@ static void test_threads(void **state)
 static void test_supports(void **state)
 {
     (void)state;
-    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+    load_variants();
+    for (size_t vi = 0; vi < nvariants; vi++) {
         const wg_variant *v = &variants[vi];
         conv_case ok = {2, 16, 12, 12, 16, v->kh, v->kw, 1, 1, v->kh - 1, v->kw - 1, 0, 0};
         incv3_conv_shape s = conv_case_shape(&ok);
-        assert_true(v->supports(&s));
+        assert_true(wg_supports(v, &s));
         /* stride 2 in either dimension */
         conv_case c2 = ok;
         c2.sh = 2;
         s = conv_case_shape(&c2);
-        assert_false(v->supports(&s));
+        assert_false(wg_supports(v, &s));
         c2 = ok;
         c2.sw = 2;
         s = conv_case_shape(&c2);
-        assert_false(v->supports(&s));
+        assert_false(wg_supports(v, &s));
         /* another kernel size */
         const int other[][2] = {{3, 3}, {1, 3}, {3, 1}, {1, 7}, {7, 1}, {5, 5}, {1, 1}};
         for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
@@ -551,19 +625,19 @@ static void test_supports(void **state)
             ck.kw = other[i][1];
             ck.pt = ck.pl = 0;
             s = conv_case_shape(&ck);
-            assert_false(v->supports(&s));
+            assert_false(wg_supports(v, &s));
         }
         /* padding of a whole kernel or more */
         conv_case cp = ok;
         if (v->kh > 1) {
             cp.pb = v->kh;
             s = conv_case_shape(&cp);
-            assert_false(v->supports(&s));
+            assert_false(wg_supports(v, &s));
         }
         cp = ok;
         cp.pr = v->kw;
         s = conv_case_shape(&cp);
-        assert_false(v->supports(&s));
+        assert_false(wg_supports(v, &s));
     }
 }
 
@@ -652,18 +726,29 @@ static double err_vs_double(incv3_dims d, const float *b, const double *want)
 static void test_seed_model_accuracy(void **state)
 {
     (void)state;
+    load_variants();
     conv_test_rng = 0x5EEDACC0ull;
     conv_case cases[128];
     const size_t ncases = conv_cases_seed_model(cases, 128);
-    double worst_f[NVARIANTS] = {0}, worst_b[NVARIANTS] = {0};
-    int ran[NVARIANTS] = {0};
+    double worst_f[MAX_VARIANTS] = {0}, worst_b[MAX_VARIANTS] = {0};
+    int ran[MAX_VARIANTS] = {0};
+    const int emu = conv_test_emulated();
     for (size_t i = 0; i < ncases; i++) {
         conv_case cc = cases[i];
         cc.n = 2;
+        if (emu) {
+            /* emulated: the model's kernels, paddings and strides on at most 16 channels and 17x17, and only
+             * shapes that give a variant its first run */
+            cc.n = 1;
+            cc.c = cc.c < 16 ? cc.c : 16;
+            cc.k = cc.k < 16 ? cc.k : 16;
+            cc.h = cc.h < 17 ? cc.h : 17;
+            cc.w = cc.w < 17 ? cc.w : 17;
+        }
         incv3_conv_shape s = conv_case_shape(&cc);
         int any = 0;
-        for (size_t vi = 0; vi < NVARIANTS; vi++)
-            any |= variants[vi].supports(&s);
+        for (size_t vi = 0; vi < nvariants; vi++)
+            any |= variants[vi].supports(&s) && (!emu || ran[vi] == 0);
         if (!any)
             continue;
         /* batch 2 for the smaller layers, 1 for the largest (the double reference is the slow part) */
@@ -688,7 +773,7 @@ static void test_seed_model_accuracy(void **state)
         float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
         reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
         float *yb = conv_test_alloc(reorder_nchw8c_count(dy)), *db = conv_test_alloc(reorder_nchw8c_count(dx));
-        for (size_t vi = 0; vi < NVARIANTS; vi++) {
+        for (size_t vi = 0; vi < nvariants; vi++) {
             const wg_variant *v = &variants[vi];
             if (!v->supports(&s))
                 continue;
@@ -722,7 +807,7 @@ static void test_seed_model_accuracy(void **state)
         free(db);
     }
     printf("  seed model shapes, post-ReLU x, He weights, vs double: worst norm-wise rel err\n");
-    for (size_t vi = 0; vi < NVARIANTS; vi++) {
+    for (size_t vi = 0; vi < nvariants; vi++) {
         printf("    %-10s fwd %.3g  bwd-data %.3g  (%d shapes)\n", variants[vi].name, worst_f[vi], worst_b[vi],
                ran[vi]);
         assert_true(ran[vi] > 0);
@@ -731,11 +816,6 @@ static void test_seed_model_accuracy(void **state)
 
 int main(void)
 {
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
-        printf("test_avx2_winograd: SKIP: this CPU lacks AVX2+FMA\n");
-        return 77;
-    }
     verbose = getenv("INCV3_TEST_VERBOSE") != NULL;
     conv_test_set_threads(2);
     const struct CMUnitTest tests[] = {
@@ -745,5 +825,5 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_seed_model_accuracy),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return KERNEL_TEST_RUN("test_kernels_winograd", tests);
 }
