@@ -10,6 +10,11 @@ incv3_test_packages=(dataset-fashion-mnist)
 # Only for scripts/fuzz: clang with libFuzzer and its OpenMP runtime.
 incv3_fuzz_packages=(clang libomp-dev)
 
+# Only for `scripts/test --cross aarch64`: Debian's AArch64 cross compiler, qemu-user to run the tests, and
+# the target's libraries from Debian's arm64 architecture (multiarch; added with dpkg when missing).
+incv3_cross_aarch64_packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libgomp1:arm64
+    libhwloc-dev:arm64 libcmocka-dev:arm64 zlib1g-dev:arm64 libjansson-dev:arm64 libpng-dev:arm64)
+
 incv3_ensure_packages() {
     local missing=() p
     for p in "$@"; do
@@ -19,6 +24,9 @@ incv3_ensure_packages() {
     if [ "$(id -u)" -eq 0 ]; then
         echo "installing: ${missing[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
+        case " ${missing[*]}" in *:arm64*)
+            dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;;
+        esac
         apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     else
         echo "missing packages; install them with:" >&2

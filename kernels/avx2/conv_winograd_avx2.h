@@ -5,7 +5,7 @@
  *
  * Variants and the worst norm-wise relative error measured against a double-precision convolution on
  * the seed model's shapes with post-ReLU activations and He-initialized weights, forward / backward-data
- * (tests/test_avx2_winograd.c prints the current figures):
+ * (tests/test_kernels_winograd.c prints the current figures):
  *     f2x2_3x3  F(2x2, 3x3)  6e-7 / 6e-7          f2_1x3, f2_3x1  F(2, 3) along w, h  3e-7 / 4e-7
  *     f4x4_3x3  F(4x4, 3x3)  3.1e-6 / 3.8e-6      f4_1x3, f4_3x1  F(4, 3)             8e-7 / 1.0e-6
  *     f6x6_3x3  F(6x6, 3x3)  5.8e-6 / 7.2e-6      f2_1x7, f2_7x1  F(2, 7)             1.1e-6 / 1.3e-6
