@@ -16,6 +16,7 @@ typedef struct kbench_shape {
  * has it, else scalar multiply-adds). */
 double kbench_peak_gflops(int threads);
 double kbench_peak_avx2_gflops(int threads); /* bench/kbench_peak_avx2.c, compiled with -mavx2 -mfma */
+double kbench_peak_neon_gflops(int threads); /* bench/kbench_peak_neon.c, AArch64 only */
 
 /* Suites: "inception" (the 12 shapes of the AVX2 issue, with oneDNN's figures) or "model" (every distinct
  * convolution of the seed model at 299x299 with the aux head). Returns the count, 0 for an unknown name. */

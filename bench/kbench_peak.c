@@ -40,6 +40,10 @@ double kbench_peak_gflops(int threads)
         if (incv3_cpu_has_avx2_fma())
             g = kbench_peak_avx2_gflops(threads);
         else
+#elif defined(__aarch64__)
+        if (incv3_isa_available(INCV3_ISA_NEON))
+            g = kbench_peak_neon_gflops(threads);
+        else
 #endif
             g = peak_scalar_gflops(threads);
         if (g > best)
