@@ -6,7 +6,8 @@
 #          over all weights; the last batch splits unevenly, 7 + 8), and without --sync-bn they do not;
 #          rank 0 alone prints; (c) a checkpoint written by 2 ranks resumes in 1 process and one written by
 #          1 process resumes on 2 ranks, both ending where an uninterrupted run does; (d) a --batch that
-#          the rank count does not divide is a usage error naming --batch and the ranks.
+#          the rank count does not divide is a usage error naming --batch and the ranks; (e) a rank that
+#          fails mid-run says so and ends every rank (MPI_Abort) instead of leaving rank 0 waiting.
 # Usage: test_mpi.sh grads|train INCV3 SOURCE_ROOT HAVE_MPI [TEST_DIST]
 set -u
 what=$1 exe=$2 src=$3 have_mpi=$4 dist_test=${5:-}
@@ -91,6 +92,14 @@ grep -q -- '--batch 15 cannot be split evenly among 2 MPI ranks' "$tmp/odd.log" 
 "${mpi[@]}" "$exe" bench --image-size 75 --no-aux --width 0.125 --batch 3 --repeat 1 >"$tmp/bench.log" 2>&1 &&
     fail "bench --batch 3 on 2 ranks was accepted"
 grep -q -- '--batch 3 cannot be split evenly among 2 MPI ranks' "$tmp/bench.log" || fail "bench --batch 3: $(cat "$tmp/bench.log")"
+
+# (e) rank 1 fails before step 2 (INCV3_TEST_FAIL): the job ends quickly, naming the rank
+INCV3_TEST_FAIL=1:2 timeout 120 "${mpi[@]}" -x INCV3_TEST_FAIL "$exe" train "${tiny[@]}" --epochs 1 --out "$tmp/fail" \
+    >"$tmp/fail.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "a failing rank: exit status $rc (124: the job hung)"
+grep -q 'incv3 train (rank 1 of 2): injected failure at step 2' "$tmp/fail.log" || fail "failing rank: $(tail -5 "$tmp/fail.log")"
+grep -q 'aborting every rank' "$tmp/fail.log" || fail "the failing rank did not abort the job: $(tail -5 "$tmp/fail.log")"
 
 # incv3 bench reports the global rate and the communication wait
 "${mpi[@]}" "$exe" bench --image-size 75 --no-aux --width 0.125 --batch 8 --repeat 2 --threads 1 --conv-algo direct \

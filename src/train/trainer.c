@@ -341,6 +341,7 @@ typedef struct run {
     int root, ranks;
     incv3_confusion step_conf; /* this rank's predictions of the current step, summed over the ranks */
     double *agree;             /* the per-step sums: loss, a non-finite loss, a stop request, step_conf */
+    int64_t fail_at_step;      /* > 0: this rank fails before that step (INCV3_TEST_FAIL, for the tests) */
 } run;
 
 static void run_free(run *r)
@@ -697,6 +698,8 @@ static int train_step(run *r, const float *x, const int64_t *y, int n, int *stop
     /* Each rank's loss is the mean over its n images; weighting its gradient by n x ranks / (global batch)
      * makes the mean over the ranks (the gradient allreduce) the gradient of the mean over the global batch.
      * The weight is exactly 1 for one process and for equal shards. */
+    if (r->fail_at_step > 0 && r->st.step + 1 == r->fail_at_step)
+        return incv3_fail(err, "injected failure at step %lld (INCV3_TEST_FAIL)", (long long)r->fail_at_step);
     const int first = r->st.batch * c->batch;
     const int n_global = r->train.count - first < c->batch ? r->train.count - first : c->batch;
     const float share = (float)((double)n * r->ranks / n_global);
@@ -816,6 +819,13 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     r.dist = cfg->dist;
     r.ranks = incv3_dist_size(r.dist);
     r.root = incv3_dist_rank(r.dist) == 0;
+    /* INCV3_TEST_FAIL=RANK:STEP makes that rank fail before that step: how the tests check that one failing
+     * rank ends the whole job instead of leaving the others waiting. */
+    const char *inject = getenv("INCV3_TEST_FAIL");
+    int fail_rank;
+    long long fail_step;
+    if (inject && sscanf(inject, "%d:%lld", &fail_rank, &fail_step) == 2 && fail_rank == incv3_dist_rank(r.dist))
+        r.fail_at_step = fail_step;
     *interrupted = 0;
     incv3_split_result val = {"Validation", 0, {0}};
     /* Over a file-size limit (ulimit -f) write() must fail with EFBIG, reported like a full disk, instead of
@@ -911,7 +921,7 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
 done:
     /* A rank that fails mid-run ends the job: the others would wait for it in their next collective. */
     if (rc && r.ranks > 1) {
-        fprintf(stderr, "incv3 train: %s\n", err->msg);
+        fprintf(stderr, "incv3 train (rank %d of %d): %s\n", incv3_dist_rank(r.dist), r.ranks, err->msg);
         incv3_dist_abort(r.dist, 1, "training failed");
     }
     sigaction(SIGINT, &old_int, NULL);
