@@ -3,8 +3,8 @@
  *   1. the gradient allreduce: with tiny buckets (many Iallreduces started from inside backward), every
  *      gradient after incv3_dist_grads_finish is the mean of the ranks' own gradients;
  *   2. synchronized BatchNorm: R ranks on their slices of a global batch give the logits and the gradients of
- *      one graph run on the whole batch (blocked AVX2 kernels with the fused chain where available, and the
- *      scalar reference kernels);
+ *      one graph run on the whole batch (blocked AVX2 kernels where available, with one fused conv -> BN ->
+ *      ReLU chain and one plain BatchNorm, and the scalar reference kernels);
  *   3. incv3_dist_bcast_params makes every rank hold rank 0's parameters.
  * Prints one line per check from rank 0; exits non-zero (on every rank) when a check fails. */
 #include <math.h>
@@ -29,6 +29,7 @@ static incv3_graph *build(const char *isa)
     x = incv3_graph_relu(g, x);
     x = incv3_graph_conv(g, x, "c2", 12, 3, 3, 2, 1, 1);
     x = incv3_graph_batchnorm(g, x, "b2", 1e-3f, 0.1f);
+    x = incv3_graph_avgpool(g, x, 3, 1, 1); /* b2 stays unfused: the blocked layout's plain BatchNorm path */
     x = incv3_graph_relu(g, x);
     x = incv3_graph_global_avgpool(g, x);
     x = incv3_graph_flatten(g, x);
