@@ -7,6 +7,9 @@ incv3_run_packages=(gnuplot-nox curl ca-certificates gzip python3)
 # Only for the tests: Debian's Fashion-MNIST, which the trainer test also learns (skipped where absent).
 incv3_test_packages=(dataset-fashion-mnist)
 
+# Only for the MPI build (-Dmpi=enabled) and its tests (meson test --suite mpi): Open MPI.
+incv3_mpi_packages=(libopenmpi-dev openmpi-bin)
+
 # Only for scripts/fuzz: clang with libFuzzer and its OpenMP runtime.
 incv3_fuzz_packages=(clang libomp-dev)
 

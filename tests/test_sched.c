@@ -84,6 +84,37 @@ static void test_server_topology(void **state)
     incv3_topology_free(&t);
 }
 
+/* MPI ranks of one node sharing its cores: each keeps its consecutive part, the last ones with more ranks
+ * than cores sharing a core. */
+static void test_keep_share(void **state)
+{
+    (void)state;
+    incv3_topology t;
+    load(&t, SERVER);
+    incv3_topology_keep_share(&t, 1, 2); /* the second half: package 1 */
+    assert_int_equal(t.n_cores, 32);
+    assert_int_equal(t.n_pus, 64);
+    for (int c = 0; c < 32; c++)
+        assert_int_equal(t.cores[c].package, 1);
+    incv3_topology_free(&t);
+    load(&t, SERVER);
+    const int first_pu = incv3_topology_pu(&t, 43, 0);
+    incv3_topology_keep_share(&t, 2, 3); /* cores 42..63 */
+    assert_int_equal(t.n_cores, 22);
+    assert_int_equal(incv3_topology_pu(&t, 1, 0), first_pu);
+    incv3_topology_free(&t);
+    load(&t, SERVER);
+    const int pu = incv3_topology_pu(&t, 70 % 64, 0);
+    incv3_topology_keep_share(&t, 70, 100); /* more ranks than cores */
+    assert_int_equal(t.n_cores, 1);
+    assert_int_equal(incv3_topology_pu(&t, 0, 0), pu);
+    incv3_topology_free(&t);
+    load(&t, SERVER);
+    incv3_topology_keep_share(&t, 0, 1); /* one rank: everything */
+    assert_int_equal(t.n_cores, 64);
+    incv3_topology_free(&t);
+}
+
 static void test_numa_and_missing_levels(void **state)
 {
     (void)state;
@@ -595,6 +626,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_topology),
+        cmocka_unit_test(test_keep_share),
         cmocka_unit_test(test_numa_and_missing_levels),
         cmocka_unit_test(test_bad_sources_are_named),
         cmocka_unit_test(test_xml_round_trip),

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "dist/dist.h"
 #include "incv3/model.h"
 #include "incv3/train.h"
 #include "train/trainer.h"
@@ -42,7 +43,11 @@ static const char usage[] =
     "                   backward, printed with the convolutions' kernels and GFLOP/s to standard error\n"
     "  --format F       table (default) or json (one object per thread count and line, nothing else on\n"
     "                   standard output)\n"
-    "  -h, --help       this help\n";
+    "  -h, --help       this help\n"
+    "\n"
+    "Under mpirun (a build with -Dmpi=enabled) --batch is the global batch, split evenly among the ranks, and\n"
+    "each step includes the gradient allreduce: rank 0 prints the global images/s and the time per step spent\n"
+    "waiting for the allreduce to finish after backward (what overlapping did not hide).\n";
 
 static double now_seconds(void)
 {
@@ -64,7 +69,8 @@ typedef struct bench_ctx {
     const float *input;
     const int64_t *labels;
     float *dl;
-    int batch, classes, train, with_aux;
+    int batch, classes, train, with_aux; /* batch: this rank's part of the global batch */
+    incv3_dist *dist;
 } bench_ctx;
 
 static int run_step(const bench_ctx *b, incv3_error *err)
@@ -83,7 +89,7 @@ static int run_step(const bench_ctx *b, incv3_error *err)
                                            1e-4f, 0.3f, b->dl + nk, &aux_loss, err)))
         return -1;
     const float *d_out[INCV3_MAX_OUTPUTS] = {b->dl, b->with_aux ? b->dl + nk : NULL, NULL, NULL};
-    if (incv3_graph_backward(b->g, d_out, NULL, err))
+    if (incv3_graph_backward(b->g, d_out, NULL, err) || incv3_dist_grads_finish(b->dist, b->g, err))
         return -1;
     incv3_adamw_step(b->opt, b->g);
     return 0;
@@ -140,6 +146,10 @@ static void print_profile(const incv3_graph *g, int batch, int steps, int thread
                     "edges)\n",
             total);
 }
+
+static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int repeat, int train, int json,
+                     int profile, int *counts, int ncounts, const char *isa, const char *algo,
+                     incv3_train_config *team_cfgp);
 
 int cmd_bench(int argc, char **argv)
 {
@@ -229,6 +239,42 @@ int cmd_bench(int argc, char **argv)
         return cli_usage_hint("bench");
     }
     incv3_error err;
+    incv3_dist *dist = NULL;
+    if (incv3_dist_init(&dist, &err)) {
+        fprintf(stderr, "incv3 bench: %s\n", err.msg);
+        incv3_dist_abort(dist, 1, "MPI could not start");
+        incv3_dist_finalize(dist);
+        return 1;
+    }
+    const int root = incv3_dist_rank(dist) == 0, ranks = incv3_dist_size(dist);
+    if (!root) /* rank 0 reports for all; the others' stderr keeps their own errors */
+        if (!freopen("/dev/null", "w", stdout))
+            return 1;
+    int rc;
+    if (batch % ranks) {
+        fprintf(stderr, "incv3 bench: --batch %d cannot be split evenly among %d MPI ranks: --batch is the global "
+                        "batch (give a multiple of %d)\n", batch, ranks, ranks);
+        rc = EXIT_USAGE;
+    } else {
+        team_cfg.dist = dist;
+        rc = bench_run(dist, &cfg, batch, repeat, train, json, profile, counts, ncounts, isa, algo, &team_cfg);
+    }
+    if (rc && ranks > 1) /* the other ranks may be waiting for this one */
+        incv3_dist_abort(dist, rc, "incv3 bench failed");
+    incv3_dist_finalize(dist);
+    return rc;
+}
+
+/* The timed steps (this rank's batch / ranks images each) and the report; returns the exit status. */
+static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int repeat, int train, int json,
+                     int profile, int *counts, int ncounts, const char *isa, const char *algo,
+                     incv3_train_config *team_cfgp)
+{
+    incv3_model_config cfg = *cfgp;
+    incv3_train_config team_cfg = *team_cfgp;
+    const int ranks = incv3_dist_size(dist), global_batch = batch, root = incv3_dist_rank(dist) == 0;
+    batch /= ranks;
+    incv3_error err;
     for (int t = 0; t < ncounts; t++)
         team_cfg.threads = counts[t] > team_cfg.threads ? counts[t] : team_cfg.threads;
     incv3_sched_started team;
@@ -240,7 +286,8 @@ int cmd_bench(int argc, char **argv)
         counts[ncounts++] = team.threads;
     for (int t = 0; t < ncounts; t++)
         counts[t] = counts[t] > team.threads ? team.threads : counts[t]; /* clamped: the warning said so */
-    fprintf(stderr, "incv3 bench: threads: %s\n", team.summary);
+    if (root)
+        fprintf(stderr, "incv3 bench: threads: %s\n", team.summary);
     if (incv3_model_config_check(&cfg, &err)) {
         fprintf(stderr, "incv3 bench: %s\n", err.msg);
         return EXIT_USAGE;
@@ -256,15 +303,23 @@ int cmd_bench(int argc, char **argv)
         return 1;
     }
     incv3_graph_init_params(g, 1);
+    /* 8 MiB buckets, as the trainer. */
+    if (incv3_dist_attach(dist, g, 0, (size_t)8 << 20, &err)) {
+        fprintf(stderr, "incv3 bench: %s\n", err.msg);
+        incv3_dist_abort(dist, 1, "MPI failed");
+        incv3_graph_free(g);
+        return 1;
+    }
     size_t in_count = (size_t)batch * 3 * cfg.image_size * cfg.image_size;
     float *input = malloc(in_count * sizeof(float));
     int64_t *labels = malloc((size_t)batch * sizeof *labels);
     float *dl = malloc((size_t)batch * cfg.classes * 2 * sizeof(float));
     double *times = malloc((size_t)repeat * (size_t)ncounts * sizeof(double));
+    double *waits = calloc((size_t)repeat * (size_t)ncounts, sizeof(double));
     incv3_adamw *opt = train ? incv3_adamw_new(g, (incv3_adamw_hparams){1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f}, &err)
                              : NULL;
     int rc = 0;
-    if (!input || !labels || !dl || !times || (train && !opt)) {
+    if (!input || !labels || !dl || !times || !waits || (train && !opt)) {
         fprintf(stderr, "incv3 bench: out of memory for batch %d at %dx%d\n", batch, cfg.image_size,
                 cfg.image_size);
         rc = 1;
@@ -275,7 +330,7 @@ int cmd_bench(int argc, char **argv)
         input[i] = (float)(2.0 * incv3_rng_uniform(&st) - 1.0);
     for (int i = 0; i < batch; i++)
         labels[i] = (int64_t)(incv3_rng_next(&st) % (uint64_t)cfg.classes);
-    const bench_ctx b = {g, opt, input, labels, dl, batch, cfg.classes, train, train && cfg.aux};
+    const bench_ctx b = {g, opt, input, labels, dl, batch, cfg.classes, train, train && cfg.aux, dist};
     const char *mode = train ? "train" : "infer";
     /* One warm-up step per count (first-touch, kernel choice, caches), then rounds over the counts. */
     for (int t = 0; t < ncounts; t++) {
@@ -283,7 +338,8 @@ int cmd_bench(int argc, char **argv)
         double t0 = now_seconds();
         if (run_step(&b, &err))
             goto step_failed;
-        if (!json)
+        incv3_dist_take_wait_seconds(dist);
+        if (!json && root)
             fprintf(stderr, "%s warm-up, %d thread%s: %.1f ms\n", mode, counts[t], counts[t] > 1 ? "s" : "",
                     1e3 * (now_seconds() - t0));
     }
@@ -294,7 +350,8 @@ int cmd_bench(int argc, char **argv)
             if (run_step(&b, &err))
                 goto step_failed;
             times[(size_t)t * repeat + r] = now_seconds() - t0;
-            if (!json)
+            waits[(size_t)t * repeat + r] = incv3_dist_take_wait_seconds(dist);
+            if (!json && root)
                 fprintf(stderr, "%s step %d/%d, %d thread%s: %.1f ms\n", mode, r + 1, repeat, counts[t],
                         counts[t] > 1 ? "s" : "", 1e3 * times[(size_t)t * repeat + r]);
         }
@@ -305,21 +362,28 @@ int cmd_bench(int argc, char **argv)
     double base_rate = 0;
     for (int t = 0; t < ncounts; t++) {
         double *v = times + (size_t)t * repeat;
-        const double median = median_of(v, repeat), rate = batch / median;
+        const double median = median_of(v, repeat), rate = global_batch / median;
+        const double wait = median_of(waits + (size_t)t * repeat, repeat);
+        char dist_json[128] = "", dist_text[160] = "";
+        if (ranks > 1) {
+            snprintf(dist_json, sizeof dist_json, ",\"ranks\":%d,\"comm_wait_ms_per_step\":%.3f", ranks, 1e3 * wait);
+            snprintf(dist_text, sizeof dist_text, ", %d MPI ranks of %d images (threads per rank), waiting %.1f ms "
+                     "per step for the gradient allreduce (%.0f%%)", ranks, batch, 1e3 * wait, 100 * wait / median);
+        }
         if (t == 0)
             base_rate = rate / counts[0]; /* one thread's share at the first count */
         const double speedup = rate / base_rate, eff = speedup / counts[t];
         if (json)
             printf("{\"mode\":\"%s\",\"image_size\":%d,\"batch\":%d,\"aux\":%s,\"width\":%g,\"isa\":\"%s\","
                    "\"conv_algo\":\"%s\",\"threads\":%d,\"median_ms_per_step\":%.3f,\"min_ms_per_step\":%.3f,"
-                   "\"images_per_s\":%.3f,\"speedup\":%.3f,\"efficiency\":%.3f,\"peak_rss_mib\":%.1f}\n",
-                   mode, cfg.image_size, batch, cfg.aux ? "true" : "false", cfg.width, isa ? isa : "auto",
-                   algo ? algo : "auto", counts[t], 1e3 * median, 1e3 * v[0], rate, speedup, eff, rss_mib);
+                   "\"images_per_s\":%.3f,\"speedup\":%.3f,\"efficiency\":%.3f,\"peak_rss_mib\":%.1f%s}\n",
+                   mode, cfg.image_size, global_batch, cfg.aux ? "true" : "false", cfg.width, isa ? isa : "auto",
+                   algo ? algo : "auto", counts[t], 1e3 * median, 1e3 * v[0], rate, speedup, eff, rss_mib, dist_json);
         else
             printf("%s step, %dx%d, batch %d, aux %s, width %g, %d thread%s: median %.1f ms (best %.1f ms), "
-                   "%.2f images/s, speed-up %.2f, efficiency %.0f%%, peak RSS %.0f MiB\n",
-                   mode, cfg.image_size, cfg.image_size, batch, cfg.aux ? "on" : "off", cfg.width, counts[t],
-                   counts[t] > 1 ? "s" : "", 1e3 * median, 1e3 * v[0], rate, speedup, 100 * eff, rss_mib);
+                   "%.2f images/s, speed-up %.2f, efficiency %.0f%%, peak RSS %.0f MiB%s\n",
+                   mode, cfg.image_size, cfg.image_size, global_batch, cfg.aux ? "on" : "off", cfg.width, counts[t],
+                   counts[t] > 1 ? "s" : "", 1e3 * median, 1e3 * v[0], rate, speedup, 100 * eff, rss_mib, dist_text);
     }
     if (profile) {
         /* Separate steps, so the per-layer clock reads do not touch the timings above. */
@@ -331,14 +395,17 @@ int cmd_bench(int argc, char **argv)
         for (int r = 0; r < repeat; r++)
             if (run_step(&b, &err))
                 goto step_failed;
-        print_profile(g, batch, repeat, counts[ncounts - 1]);
+        if (root)
+            print_profile(g, batch, repeat, counts[ncounts - 1]);
     }
     goto done;
 step_failed:
     fprintf(stderr, "incv3 bench: %s\n", err.msg);
+    incv3_dist_abort(dist, 1, "a step failed");
     rc = 1;
 done:
     incv3_adamw_free(opt);
+    free(waits);
     free(times);
     free(dl);
     free(labels);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 static const char usage[] =
@@ -15,8 +16,9 @@ static const char usage[] =
     "                   [--lr X] [--weight-decay X] [--aux-weight X] [--label-smoothing X] [--image-size S]\n"
     "                   [--no-aux] [--width W] [--limit-train N] [--val-fraction F] [--dropout P] [--seed S]\n"
     "                   [--threads N] [--smt] [--bind core|none] [--checkpoint-every N] [--isa I]\n"
-    "                   [--conv-algo A] [--mean M] [--std S] [--keep K]\n"
-    "       incv3 train --resume DIR [--epochs N] [--threads N] [--smt] [--bind core|none] [--keep K]\n"
+    "                   [--conv-algo A] [--mean M] [--std S] [--keep K] [--sync-bn]\n"
+    "       incv3 train --resume DIR [--epochs N] [--threads N] [--smt] [--bind core|none] [--keep K] [--sync-bn]\n"
+    "       mpirun -np R incv3 train ...   (data-parallel over R processes; needs a build with -Dmpi=enabled)\n"
     "\n"
     "Trains the seed's Inception-V3 on MNIST-format data with the seed's recipe by default (10 epochs, batch 32,\n"
     "AdamW lr 1e-4 with weight decay 0.01, aux-loss weight 0.3, label smoothing 1e-4, 299x299), validating on a\n"
@@ -47,6 +49,9 @@ static const char usage[] =
     "  --checkpoint-every N  also checkpoint every N batches (default: at the end of each epoch only)\n"
     "  --keep K              keep only the newest K epoch-E-step-S.safetensors (default: all; last, model and\n"
     "                        best are always kept)\n"
+    "  --sync-bn             under mpirun: BatchNorm statistics over the global batch (as one process computes\n"
+    "                        them) rather than over each rank's part; --batch is always the global batch and\n"
+    "                        must be a multiple of the rank count\n"
     "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto (per layer the fastest, timed once\n"
     "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
     "                        winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
@@ -56,7 +61,98 @@ static const char usage[] =
 
 enum { O_DATA = 256, O_DATASET, O_OUT, O_RESUME, O_EPOCHS, O_BATCH, O_LR, O_WD, O_AUXW, O_LS, O_SIZE, O_NOAUX,
        O_WIDTH, O_LIMIT, O_VAL, O_DROPOUT, O_SEED, O_THREADS, O_CKPT, O_ISA, O_ALGO, O_MEAN, O_STD, O_SMT,
-       O_BIND, O_KEEP };
+       O_BIND, O_KEEP, O_SYNCBN };
+
+/* The settings (a new run's or, with --resume, read by rank 0 from its run directory and sent to every rank)
+ * and the run; returns the exit status. */
+static int train_ranks(incv3_dist *dist, incv3_train_config *cfgp, const char *resume, const char *out,
+                       const char *data, int mean_given, int std_given, int epochs, int threads, int smt, int keep,
+                       int sync_bn, const char *bind)
+{
+    incv3_train_config cfg = *cfgp;
+    incv3_error err;
+    const int root = incv3_dist_rank(dist) == 0;
+    if (resume) {
+        int rc = root ? incv3_train_config_from_run(resume, &cfg, &err) : 0;
+        if (incv3_dist_max_int(dist, &rc, &err) || (rc == 0 && incv3_dist_bcast(dist, &cfg, sizeof cfg, &err)) ||
+            (rc && incv3_dist_bcast(dist, err.msg, sizeof err.msg, &err))) {
+            fprintf(stderr, "incv3 train: %s\n", err.msg);
+            incv3_dist_abort(dist, 1, "MPI failed");
+            return 1;
+        }
+        if (rc) {
+            if (root)
+                fprintf(stderr, "incv3 train: %s\n", err.msg);
+            return 1;
+        }
+        snprintf(cfg.out, sizeof cfg.out, "%s", resume);
+    } else {
+        if (strcmp(cfg.dataset, "fashion-mnist") == 0) {
+            if (!mean_given)
+                cfg.mean = 0.2860;
+            if (!std_given)
+                cfg.std = 0.3530;
+        }
+        if (!data)
+            data = strcmp(cfg.dataset, "fashion-mnist") == 0 ? "/usr/share/datasets/fashion-mnist" : "data/mnist";
+        snprintf(cfg.data, sizeof cfg.data, "%s", data);
+        if (out) {
+            snprintf(cfg.out, sizeof cfg.out, "%s", out);
+        } else {
+            char stamp[32];
+            time_t t = time(NULL);
+            strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
+            snprintf(cfg.out, sizeof cfg.out, "runs/%s", stamp);
+        }
+    }
+    /* A new run's --out: refused here when it cannot be a run directory at all (a file, or a path through a
+     * file), so the message says that rather than "not empty"; remembered, so that the directories a run that
+     * fails before writing anything created are removed again and the same --out can be used next time. */
+    int out_existed = 0, bad_out = 0;
+    if (!resume && root) {
+        struct stat st;
+        if (stat(cfg.out, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "incv3 train: --out %s: exists and is not a directory\n", cfg.out);
+                bad_out = 1;
+            }
+            out_existed = 1;
+        } else if (errno != ENOENT) {
+            fprintf(stderr, "incv3 train: --out %s: cannot use it: %s\n", cfg.out, strerror(errno));
+            bad_out = 1;
+        }
+    }
+    if (incv3_dist_max_int(dist, &bad_out, &err)) {
+        fprintf(stderr, "incv3 train: %s\n", err.msg);
+        incv3_dist_abort(dist, 1, "MPI failed");
+        return 1;
+    }
+    if (bad_out)
+        return EXIT_USAGE;
+    if (epochs > 0)
+        cfg.epochs = epochs;
+    cfg.threads = threads; /* 0: the scheduler's default, one per core */
+    cfg.smt = smt;
+    cfg.keep = keep; /* 0: keep every checkpoint */
+    cfg.sync_bn = sync_bn;
+    cfg.dist = dist; /* after the broadcast of cfg: each rank's own context */
+    snprintf(cfg.bind, sizeof cfg.bind, "%s", bind);
+    int interrupted;
+    if (incv3_train(&cfg, resume != NULL, &interrupted, &err)) {
+        if (root)
+            fprintf(stderr, "incv3 train: %s\n", err.msg);
+        if (!resume && root) { /* rmdir removes empty directories only: whatever the run wrote stays */
+            char ckpts[sizeof cfg.out + 16];
+            snprintf(ckpts, sizeof ckpts, "%s/checkpoints", cfg.out);
+            rmdir(ckpts);
+            if (!out_existed)
+                rmdir(cfg.out);
+        }
+        /* Flag values are checked before any work: those errors name the flag and are usage errors. */
+        return err.msg[0] == '-' ? EXIT_USAGE : 1;
+    }
+    return 0;
+}
 
 int cmd_train(int argc, char **argv)
 {
@@ -74,13 +170,14 @@ int cmd_train(int argc, char **argv)
         {"conv-algo", required_argument, NULL, O_ALGO},    {"mean", required_argument, NULL, O_MEAN},
         {"std", required_argument, NULL, O_STD},           {"smt", no_argument, NULL, O_SMT},
         {"bind", required_argument, NULL, O_BIND},         {"keep", required_argument, NULL, O_KEEP},
+        {"sync-bn", no_argument, NULL, O_SYNCBN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     incv3_train_config cfg;
     incv3_train_config_default(&cfg);
     const char *resume = NULL, *data = NULL, *out = NULL;
-    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, smt = 0, keep = 0, c;
+    int epochs = -1, threads = 0, other_flags = 0, mean_given = 0, std_given = 0, smt = 0, keep = 0, sync_bn = 0, c;
     const char *bind = "core";
     const char *other_flag = NULL;
     double d;
@@ -89,8 +186,8 @@ int cmd_train(int argc, char **argv)
         for (const struct option *o = opts; o->name; o++)
             if (o->val == c)
                 flag = o->name;
-        if (c != O_RESUME && c != O_EPOCHS && c != O_THREADS && c != O_SMT && c != O_BIND && c != O_KEEP && c != 'h' &&
-            c != '?') {
+        if (c != O_RESUME && c != O_EPOCHS && c != O_THREADS && c != O_SMT && c != O_BIND && c != O_KEEP &&
+            c != O_SYNCBN && c != 'h' && c != '?') {
             other_flags++;
             other_flag = flag;
         }
@@ -137,6 +234,7 @@ int cmd_train(int argc, char **argv)
             break;
         case O_SMT: smt = 1; break;
         case O_KEEP: bad = cli_parse_int("train", "--keep", optarg, 1, 1 << 30, &keep); break;
+        case O_SYNCBN: sync_bn = 1; break;
         case O_BIND:
             if (strcmp(optarg, "core") && strcmp(optarg, "none")) {
                 fprintf(stderr, "incv3 train: --bind %s: expected core or none\n", optarg);
@@ -154,73 +252,27 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "incv3 train: unexpected argument '%s'\n", argv[optind]);
         return cli_usage_hint("train");
     }
+    if (resume && other_flags) {
+        fprintf(stderr, "incv3 train: --%s cannot be changed when resuming: --resume takes every setting from "
+                        "%s (only --epochs, --threads, --smt, --bind, --keep and --sync-bn may be given)\n",
+                other_flag, resume);
+        return EXIT_USAGE;
+    }
     incv3_error err;
-    if (resume) {
-        if (other_flags) {
-            fprintf(stderr, "incv3 train: --%s cannot be changed when resuming: --resume takes every setting from "
-                            "%s (only --epochs, --threads, --smt, --bind and --keep may be given)\n",
-                    other_flag, resume);
-            return EXIT_USAGE;
-        }
-        if (incv3_train_config_from_run(resume, &cfg, &err)) {
-            fprintf(stderr, "incv3 train: %s\n", err.msg);
-            return 1;
-        }
-        snprintf(cfg.out, sizeof cfg.out, "%s", resume);
-    } else {
-        if (strcmp(cfg.dataset, "fashion-mnist") == 0) {
-            if (!mean_given)
-                cfg.mean = 0.2860;
-            if (!std_given)
-                cfg.std = 0.3530;
-        }
-        if (!data)
-            data = strcmp(cfg.dataset, "fashion-mnist") == 0 ? "/usr/share/datasets/fashion-mnist" : "data/mnist";
-        snprintf(cfg.data, sizeof cfg.data, "%s", data);
-        if (out) {
-            snprintf(cfg.out, sizeof cfg.out, "%s", out);
-        } else {
-            char stamp[32];
-            time_t t = time(NULL);
-            strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
-            snprintf(cfg.out, sizeof cfg.out, "runs/%s", stamp);
-        }
-    }
-    /* A new run's --out: refused here when it cannot be a run directory at all (a file, or a path through a
-     * file), so the message says that rather than "not empty"; remembered, so that the directories a run that
-     * fails before writing anything created are removed again and the same --out can be used next time. */
-    int out_existed = 0;
-    if (!resume) {
-        struct stat st;
-        if (stat(cfg.out, &st) == 0) {
-            if (!S_ISDIR(st.st_mode)) {
-                fprintf(stderr, "incv3 train: --out %s: exists and is not a directory\n", cfg.out);
-                return EXIT_USAGE;
-            }
-            out_existed = 1;
-        } else if (errno != ENOENT) {
-            fprintf(stderr, "incv3 train: --out %s: cannot use it: %s\n", cfg.out, strerror(errno));
-            return EXIT_USAGE;
-        }
-    }
-    if (epochs > 0)
-        cfg.epochs = epochs;
-    cfg.threads = threads; /* 0: the scheduler's default, one per core */
-    cfg.smt = smt;
-    cfg.keep = keep; /* 0: keep every checkpoint */
-    snprintf(cfg.bind, sizeof cfg.bind, "%s", bind);
-    int interrupted;
-    if (incv3_train(&cfg, resume != NULL, &interrupted, &err)) {
+    /* Under mpirun/srun every rank runs this; rank 0 alone reads the run directory, prints and writes. */
+    incv3_dist *dist = NULL;
+    if (incv3_dist_init(&dist, &err)) {
         fprintf(stderr, "incv3 train: %s\n", err.msg);
-        if (!resume) { /* rmdir removes empty directories only: whatever the run wrote stays */
-            char ckpts[sizeof cfg.out + 16];
-            snprintf(ckpts, sizeof ckpts, "%s/checkpoints", cfg.out);
-            rmdir(ckpts);
-            if (!out_existed)
-                rmdir(cfg.out);
-        }
-        /* Flag values are checked before any work: those errors name the flag and are usage errors. */
-        return err.msg[0] == '-' ? EXIT_USAGE : 1;
+        incv3_dist_abort(dist, 1, "MPI could not start");
+        incv3_dist_finalize(dist);
+        return 1;
     }
-    return 0;
+    const int root = incv3_dist_rank(dist) == 0;
+    if (!root) /* other ranks are silent; their own failures go to stderr */
+        if (!freopen("/dev/null", "w", stdout))
+            fprintf(stderr, "incv3 train: cannot silence rank %d's output\n", incv3_dist_rank(dist));
+    const int rc = train_ranks(dist, &cfg, resume, out, data, mean_given, std_given, epochs, threads, smt, keep,
+                               sync_bn, bind);
+    incv3_dist_finalize(dist);
+    return rc;
 }

@@ -33,7 +33,8 @@ static void print_help(FILE *out)
 static void print_version(void)
 {
     printf("incv3 %s\n", INCV3_VERSION);
-    printf("build: %s, %s, target %s\n", INCV3_BUILD_TYPE, INCV3_COMPILER, INCV3_HOST_CPU);
+    printf("build: %s, %s, target %s, MPI data-parallel training %s\n", INCV3_BUILD_TYPE, INCV3_COMPILER,
+           INCV3_HOST_CPU, INCV3_HAVE_MPI ? "on (-Dmpi=enabled)" : "off");
     printf("kernel ISAs compiled in:");
     for (int i = 0; i < INCV3_ISA_COUNT; i++) {
         size_t n;

@@ -356,6 +356,8 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
         incv3_node *nd = &g->nodes[i];
         if (!nd->computed || !nd->grad_written) {
             zero_param_grads(g, nd);
+            if (g->dist && g->dist->grads_ready && nd->n_params > 0)
+                rc = g->dist->grads_ready(g->dist->ctx, g, (size_t)nd->param_first, err);
             continue;
         }
         const double t0 = g->prof_bwd ? prof_now() : 0;
@@ -367,6 +369,11 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
             g->prof_bwd[i] += prof_now() - t0;
         for (int k = 0; k < nd->n_params; k++)
             g->params[nd->param_first + k].has_grad = g->params[nd->param_first + k].kind == INCV3_PARAM;
+        if (g->dist && g->dist->grads_ready && nd->n_params > 0 &&
+            g->dist->grads_ready(g->dist->ctx, g, (size_t)nd->param_first, err)) {
+            rc = -1;
+            break;
+        }
         /* A fused relu's output and gradient are read by its batchnorm's backward, which frees them. */
         if (g->fuse_active && nd->fused_into >= 0)
             continue;
@@ -397,4 +404,18 @@ size_t incv3_graph_peak_activation_bytes(const incv3_graph *g)
 void incv3_graph_reset_peak(incv3_graph *g)
 {
     g->peak_bytes = g->live_bytes;
+}
+
+int incv3_graph_set_dist(incv3_graph *g, const incv3_graph_dist *d, incv3_error *err)
+{
+    int next = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].n_params == 0)
+            continue;
+        if (g->nodes[i].param_first != next)
+            return incv3_fail(err, "graph: parameters of node %s are not in node order", g->nodes[i].name);
+        next += g->nodes[i].n_params;
+    }
+    g->dist = d;
+    return 0;
 }

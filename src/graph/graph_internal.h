@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "graph/conv_plan.h"
+#include "graph/graph_dist.h"
 #include "incv3/graph.h"
 #include "kernel_set.h"
 #include "registry.h"
@@ -97,6 +98,7 @@ struct incv3_graph {
     float *bwd_d_input;     /* caller's buffer for the input gradient during backward, or NULL */
     size_t live_bytes, peak_bytes;
     double *prof_fwd, *prof_bwd; /* per node seconds while profiling, else NULL */
+    const incv3_graph_dist *dist; /* data-parallel hooks (graph_dist.h), NULL for one process */
     char error[512];
 };
 

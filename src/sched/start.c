@@ -13,12 +13,19 @@ int incv3_sched_start(incv3_team_request req, incv3_sched_started *out, incv3_er
     incv3_topology topo;
     if (incv3_topology_load(&topo, NULL, NULL, err))
         return -1;
+    const int n_cores = topo.n_cores;
+    incv3_topology_keep_share(&topo, req.share, req.shares);
     incv3_team team;
     int rc = incv3_team_plan(&topo, &req, &team, err);
     if (rc == 0) {
         rc = incv3_team_apply(&team, &topo, err);
         out->threads = team.threads;
-        snprintf(out->warning, sizeof out->warning, "%s", team.warning);
+        if (req.shares > n_cores)
+            snprintf(out->warning, sizeof out->warning,
+                     "%d processes share this node's %d core%s: core %d is shared (oversubscribed)", req.shares,
+                     n_cores, n_cores == 1 ? "" : "s", req.share % n_cores);
+        else
+            snprintf(out->warning, sizeof out->warning, "%s", team.warning);
         snprintf(out->summary, sizeof out->summary, "%d thread%s (%s) on %d core%s of %d package%s, %s",
                  team.threads, team.threads > 1 ? "s" : "", team.threads_from, team.cores_used,
                  team.cores_used > 1 ? "s" : "", team.packages_used, team.packages_used > 1 ? "s" : "",

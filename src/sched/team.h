@@ -27,6 +27,9 @@ typedef struct incv3_team_request {
     int smt;                     /* 1: hardware threads (SMT siblings) may be used, and count by default */
     incv3_bind bind;
     incv3_policy policy;
+    /* Several processes of one node training together (MPI ranks) with overlapping CPU sets: this one uses
+     * part `share` of `shares` equal consecutive parts of its cores. shares 0 or 1: all of them. */
+    int share, shares;
 } incv3_team_request;
 
 /* The decision. Thread i runs on core[i] (an index into topo->cores) and PU pu[i] (an OS index). The cores

@@ -197,3 +197,21 @@ void incv3_topology_free(incv3_topology *t)
     free(t->pus);
     memset(t, 0, sizeof *t);
 }
+
+void incv3_topology_keep_share(incv3_topology *t, int share, int shares)
+{
+    if (shares <= 1 || t->n_cores < 1)
+        return;
+    int first, count;
+    if (shares > t->n_cores) {
+        first = share % t->n_cores, count = 1;
+    } else {
+        first = (int)((long)share * t->n_cores / shares);
+        count = (int)((long)(share + 1) * t->n_cores / shares) - first;
+    }
+    memmove(t->cores, t->cores + first, sizeof *t->cores * (size_t)count);
+    t->n_cores = count;
+    t->n_pus = 0;
+    for (int c = 0; c < count; c++)
+        t->n_pus += t->cores[c].n_pus;
+}

@@ -43,6 +43,9 @@ typedef struct incv3_topology {
  * and -1 is returned. */
 int incv3_topology_load(incv3_topology *t, const char *synthetic, const char *xml_path, incv3_error *err);
 void incv3_topology_free(incv3_topology *t);
+/* Keeps part `share` of `shares` equal consecutive parts of the cores (in topology order, so a part stays
+ * within a package where it can); with more parts than cores, core share % n_cores. */
+void incv3_topology_keep_share(incv3_topology *t, int share, int shares);
 
 /* The OS index of the i-th PU of core c. */
 static inline int incv3_topology_pu(const incv3_topology *t, int core, int i)

@@ -180,6 +180,7 @@ struct incv3_loader {
     const incv3_dataset *ds;
     incv3_preprocess p;
     int batch, shuffle, nbatches;
+    int shard, shards; /* this process prepares part `shard` of `shards` of each batch */
     uint64_t seed;
     int *perm;
     batch_buf buf[2];
@@ -199,13 +200,14 @@ static void fill(incv3_loader *l, batch_buf *b, int index)
     const size_t per = (size_t)3 * l->p.size * l->p.size, pixels = (size_t)l->ds->rows * l->ds->cols;
     const int first = index * l->batch;
     const int n = l->ds->count - first < l->batch ? l->ds->count - first : l->batch;
-    for (int i = 0; i < n; i++) {
+    const int lo = (int)((long)l->shard * n / l->shards), hi = (int)((long)(l->shard + 1) * n / l->shards);
+    for (int i = lo; i < hi; i++) {
         const int item = l->perm[first + i];
         incv3_preprocess_image(&l->p, l->ds->images + (size_t)item * pixels, l->ds->rows, l->ds->cols,
-                               b->x + (size_t)i * per);
-        b->y[i] = l->ds->labels[item];
+                               b->x + (size_t)(i - lo) * per);
+        b->y[i - lo] = l->ds->labels[item];
     }
-    b->n = n;
+    b->n = hi - lo;
     b->index = index;
 }
 
@@ -245,6 +247,7 @@ incv3_loader *incv3_loader_new(const incv3_dataset *ds, const incv3_preprocess *
         return NULL;
     }
     l->ds = ds, l->p = *p, l->batch = batch, l->shuffle = shuffle, l->seed = seed;
+    l->shard = 0, l->shards = 1;
     l->nbatches = (ds->count + batch - 1) / batch;
     l->perm = malloc(sizeof(int) * (size_t)ds->count);
     const size_t per = (size_t)3 * p->size * p->size;
@@ -336,6 +339,11 @@ int incv3_loader_start(incv3_loader *l, int epoch, int first, incv3_error *err)
         ask(l, first, 0);
     pthread_mutex_unlock(&l->mu);
     return 0;
+}
+
+void incv3_loader_set_shard(incv3_loader *l, int shard, int shards)
+{
+    l->shard = shard, l->shards = shards > 0 ? shards : 1;
 }
 
 int incv3_loader_next(incv3_loader *l, const float **x, const int64_t **y, int *n)

@@ -46,6 +46,10 @@ typedef struct incv3_loader incv3_loader;
 incv3_loader *incv3_loader_new(const incv3_dataset *ds, const incv3_preprocess *p, int batch, int shuffle,
                                uint64_t seed, const cpu_set_t *worker_cpus, incv3_error *err);
 void incv3_loader_free(incv3_loader *l);
+/* Data-parallel training: from the next incv3_loader_start on, each batch holds only this process's part,
+ * items [shard * n / shards, (shard + 1) * n / shards) of the n the batch has in one process (same order,
+ * same batches), so the shards of all processes together are the single-process batch. */
+void incv3_loader_set_shard(incv3_loader *l, int shard, int shards);
 /* Batches in one epoch. */
 int incv3_loader_batches(const incv3_loader *l);
 /* Starts an epoch at batch `first` (0 normally; a resumed run skips the batches already done). */

@@ -54,9 +54,11 @@ int incv3_train_start_team(incv3_train_config *c, incv3_sched_started *st, incv3
     incv3_team_request req = {.threads = c->threads, .smt = c->smt, .policy = INCV3_POLICY_AUTO};
     if (incv3_bind_parse(c->bind, &req.bind))
         return incv3_fail(err, "--bind %s: expected core or none", c->bind);
+    if (c->dist && incv3_dist_core_share(c->dist, &req.share, &req.shares, err))
+        return -1;
     if (incv3_sched_start(req, st, err))
         return -1;
-    if (st->warning[0])
+    if (st->warning[0] && (!c->dist || incv3_dist_rank(c->dist) == 0))
         fprintf(stderr, "incv3: %s\n", st->warning);
     c->threads = st->threads;
     return 0;
@@ -333,6 +335,13 @@ typedef struct run {
     char ckpt_dir[2200], path[2400];
     float *dlogits;
     incv3_sched_started team;
+    /* Data-parallel training (src/dist): rank 0 (root) prints, evaluates and writes every file; all ranks
+     * train on their shard of each global batch. ranks is 1 without MPI. */
+    incv3_dist *dist;
+    int root, ranks;
+    incv3_confusion step_conf; /* this rank's predictions of the current step, summed over the ranks */
+    double *agree;             /* the per-step sums: loss, a non-finite loss, a stop request, step_conf */
+    int64_t fail_at_step;      /* > 0: this rank fails before that step (INCV3_TEST_FAIL, for the tests) */
 } run;
 
 static void run_free(run *r)
@@ -345,6 +354,8 @@ static void run_free(run *r)
     incv3_dataset_free(&r->val);
     incv3_dataset_free(&r->test);
     incv3_confusion_free(&r->st.train_conf);
+    incv3_confusion_free(&r->step_conf);
+    free(r->agree);
     free(r->config_json);
     free(r->dlogits);
 }
@@ -532,6 +543,8 @@ static int try_resume_load(const char *path, void *ctx, incv3_error *err)
     return incv3_checkpoint_load(path, l->r->g, l->r->opt, NULL, &l->pos, err);
 }
 
+static int setup_rest(run *r, int resume, incv3_error *err);
+
 static int setup(run *r, int resume, incv3_error *err)
 {
     incv3_train_config *c = &r->cfg;
@@ -542,41 +555,70 @@ static int setup(run *r, int resume, incv3_error *err)
         return -1;
     if (!(c->val_fraction >= 0 && c->val_fraction < 1))
         return incv3_fail(err, "--val-fraction %g: must be in [0, 1)", c->val_fraction);
+    if (c->batch % r->ranks)
+        return incv3_fail(err, "--batch %d cannot be split evenly among %d MPI ranks: --batch is the global batch, "
+                               "each rank trains on --batch / %d of it (give a multiple of %d)",
+                          c->batch, r->ranks, r->ranks, r->ranks);
+    snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", c->out);
+    if (!r->root) /* the run directory is rank 0's alone */
+        return setup_rest(r, resume, err);
     if (!resume && !dir_is_empty(c->out))
         return incv3_fail(err, "--out %s: the directory exists and is not empty (continue it with --resume %s, "
                                "or choose another)",
                           c->out, c->out);
     if (make_dir(c->out, err))
         return -1;
-    if (incv3_train_start_team(c, &r->team, err))
-        return -1;
-    printf("threads: %s\n", r->team.summary);
-    snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", c->out);
     if (make_dir(r->ckpt_dir, err))
         return -1;
+    return setup_rest(r, resume, err);
+}
+
+/* Everything every rank sets up: its thread team, the data (each rank reads the files itself: MNIST is
+ * small, and every rank needs the same batch order), the model, the optimizer; on rank 0 also the run's
+ * settings and, for --resume, the checkpoint (broadcast to the others afterwards by agree_and_share). */
+static int setup_rest(run *r, int resume, incv3_error *err)
+{
+    incv3_train_config *c = &r->cfg;
+    incv3_model_config mc = incv3_model_config_default();
+    mc.image_size = c->image_size, mc.aux = c->aux, mc.classes = c->classes, mc.width = c->width;
+    mc.dropout = (float)c->dropout;
+    if (incv3_train_start_team(c, &r->team, err))
+        return -1;
+    if (r->root)
+        printf("threads: %s%s\n", r->team.summary, r->ranks > 1 ? " (rank 0; each rank has its own team)" : "");
     /* Every input file is validated in full before any training starts. */
-    printf("data: %s\n", c->data);
+    if (r->root)
+        printf("data: %s\n", c->data);
     if (incv3_dataset_load_mnist(c->data, "train", c->classes, c->limit_train, &r->all, err) ||
         incv3_dataset_load_mnist(c->data, "t10k", c->classes, 0, &r->test, err) ||
         incv3_dataset_split(&r->all, c->val_fraction, &r->train, &r->val, err))
         return -1;
-    printf("images: %d training, %d validation, %d test (%dx%d, resized to %dx%d)\n", r->train.count,
-           r->val.count, r->test.count, r->all.rows, r->all.cols, c->image_size, c->image_size);
+    if (r->root)
+        printf("images: %d training, %d validation, %d test (%dx%d, resized to %dx%d)\n", r->train.count,
+               r->val.count, r->test.count, r->all.rows, r->all.cols, c->image_size, c->image_size);
+    const int last = r->train.count % c->batch;
+    if (last > 0 && last < r->ranks)
+        return incv3_fail(err, "--batch %d: the last batch of each epoch has %d image%s, fewer than the %d MPI ranks "
+                               "(change --batch, --limit-train or --val-fraction)",
+                          c->batch, last, last == 1 ? "" : "s", r->ranks);
     r->pp = (incv3_preprocess){c->image_size, (float)c->mean, (float)c->std};
     if (!(r->g = incv3_inception_v3(&mc, err)) || incv3_graph_set_kernels(r->g, c->isa, c->conv_algo, err))
         return -1;
     incv3_graph_init_params(r->g, c->seed);
     incv3_adamw_hparams hp = {(float)c->lr, 0.9f, 0.999f, 1e-8f, (float)c->weight_decay};
-    if (!(r->opt = incv3_adamw_new(r->g, hp, err)) || incv3_confusion_init(&r->st.train_conf, c->classes, err))
+    if (!(r->opt = incv3_adamw_new(r->g, hp, err)) || incv3_confusion_init(&r->st.train_conf, c->classes, err) ||
+        incv3_confusion_init(&r->step_conf, c->classes, err))
         return -1;
     r->loader = incv3_loader_new(&r->train, &r->pp, c->batch, 1, c->seed,
                                  r->team.have_team_cpus ? &r->team.team_cpus : NULL, err);
     r->dlogits = malloc(sizeof(float) * (size_t)c->batch * c->classes * 2);
-    if (!r->loader || !r->dlogits)
+    r->agree = malloc(sizeof(double) * (3 + (size_t)c->classes * c->classes));
+    if (!r->loader || !r->dlogits || !r->agree)
         return r->loader ? incv3_fail(err, "out of memory") : -1;
+    incv3_loader_set_shard(r->loader, incv3_dist_rank(r->dist), r->ranks);
     if (!(r->config_json = config_to_json(c)))
         return incv3_fail(err, "out of memory");
-    if (resume) {
+    if (resume && r->root) {
         resume_load l = {r, NULL};
         char from[4200];
         if (c->resume_from[0]) { /* chosen by incv3_train_config_from_run */
@@ -603,14 +645,64 @@ static int setup(run *r, int resume, incv3_error *err)
         printf("resuming %s at epoch %d, batch %d (step %lld) from %s\n", c->out, r->st.epoch + 1, r->st.batch,
                (long long)r->st.step, from);
     }
-    return incv3_write_file_atomic(out_path(r, "config.json"), write_text, r->config_json, err);
+    return r->root ? incv3_write_file_atomic(out_path(r, "config.json"), write_text, r->config_json, err) : 0;
 }
 
-/* One optimizer step on a batch; adds to the running metrics. */
-static int train_step(run *r, const float *x, const int64_t *y, int n, incv3_error *err)
+/* After setup, on every rank: whether every rank set up (a rank that failed reports; the others end quietly,
+ * with an empty message), then rank 0's weights, optimizer state and, on --resume, position to all. */
+static int agree_and_share(run *r, int rc, incv3_error *err)
+{
+    if (r->ranks <= 1)
+        return rc;
+    double failed[2] = {r->root && rc, rc != 0}; /* rank 0 failed, some rank failed */
+    incv3_error e;
+    if (incv3_dist_sum_f64(r->dist, failed, 2, &e)) {
+        *err = e;
+        return -1;
+    }
+    if (failed[1] > 0) {
+        /* Rank 0 reports. Its own failure (usually every rank's: a bad flag) goes to all, so every rank exits
+         * with the same status; a failure on another rank alone is told by that rank here. */
+        if (failed[0] > 0) {
+            if (incv3_dist_bcast(r->dist, err->msg, sizeof err->msg, &e))
+                *err = e;
+        } else {
+            if (rc)
+                fprintf(stderr, "incv3 train (rank %d of %d): %s\n", incv3_dist_rank(r->dist), r->ranks, err->msg);
+            incv3_fail(err, "setting up failed on another MPI rank (its message is above)");
+        }
+        return -1;
+    }
+    run_state *st = &r->st;
+    struct {
+        int epoch, batch, best_epoch;
+        int64_t step, seen;
+        double loss_sum, best_val_acc;
+    } pos = {st->epoch, st->batch, st->best_epoch, st->step, st->seen, st->loss_sum, st->best_val_acc};
+    if (incv3_dist_bcast_params(r->dist, r->g, r->opt, err) || incv3_dist_bcast(r->dist, &pos, sizeof pos, err) ||
+        incv3_dist_bcast(r->dist, st->train_conf.counts,
+                         sizeof(int64_t) * (size_t)st->train_conf.classes * st->train_conf.classes, err))
+        return -1;
+    st->epoch = pos.epoch, st->batch = pos.batch, st->best_epoch = pos.best_epoch, st->step = pos.step;
+    st->seen = pos.seen, st->loss_sum = pos.loss_sum, st->best_val_acc = pos.best_val_acc;
+    /* Buckets of 8 MiB: a dozen allreduces for the full model, so the first start early in backward. */
+    return incv3_dist_attach(r->dist, r->g, r->cfg.sync_bn, (size_t)8 << 20, err);
+}
+
+/* One optimizer step on this rank's part (n images) of the global batch; adds the step of every rank to the
+ * running metrics; *stop: some rank was asked to stop (SIGINT/SIGTERM). */
+static int train_step(run *r, const float *x, const int64_t *y, int n, int *stop, incv3_error *err)
 {
     const incv3_train_config *c = &r->cfg;
     const int aux = c->aux;
+    /* Each rank's loss is the mean over its n images; weighting its gradient by n x ranks / (global batch)
+     * makes the mean over the ranks (the gradient allreduce) the gradient of the mean over the global batch.
+     * The weight is exactly 1 for one process and for equal shards. */
+    if (r->fail_at_step > 0 && r->st.step + 1 == r->fail_at_step)
+        return incv3_fail(err, "injected failure at step %lld (INCV3_TEST_FAIL)", (long long)r->fail_at_step);
+    const int first = r->st.batch * c->batch;
+    const int n_global = r->train.count - first < c->batch ? r->train.count - first : c->batch;
+    const float share = (float)((double)n * r->ranks / n_global);
     /* Dropout masks differ per step and repeat on resume. */
     incv3_forward_opts fo = {.mode = INCV3_TRAIN, .outputs = aux ? 3u : 1u, .for_backward = 1,
                              .dropout_seed = incv3_rng_derive(c->seed ^ 0xd0d0, (uint64_t)r->st.step)};
@@ -619,23 +711,36 @@ static int train_step(run *r, const float *x, const int64_t *y, int n, incv3_err
     const float *logits = incv3_graph_output(r->g, 0)->data;
     float *dmain = r->dlogits, *daux = r->dlogits + (size_t)n * c->classes;
     double loss, aux_loss = 0;
-    if (incv3_softmax_xent(logits, y, n, c->classes, (float)c->label_smoothing, 1.0f, dmain, &loss, err) ||
+    if (incv3_softmax_xent(logits, y, n, c->classes, (float)c->label_smoothing, share, dmain, &loss, err) ||
         (aux && incv3_softmax_xent(incv3_graph_output(r->g, 1)->data, y, n, c->classes, (float)c->label_smoothing,
-                                   (float)c->aux_weight, daux, &aux_loss, err)))
+                                   (float)c->aux_weight * share, daux, &aux_loss, err)))
         return -1;
-    const double total = loss + c->aux_weight * aux_loss;
+    /* One small sum over the ranks per step: the loss, a non-finite loss anywhere, a stop request anywhere and
+     * the step's predictions, so every rank (and rank 0's metrics and checkpoints) sees the global batch. */
+    const int cells = c->classes * c->classes;
+    incv3_confusion_reset(&r->step_conf);
+    incv3_confusion_add(&r->step_conf, logits, y, n);
+    double *a = r->agree;
+    a[0] = loss * n, a[1] = !isfinite(loss + c->aux_weight * aux_loss), a[2] = stop_requested != 0;
+    for (int i = 0; i < cells; i++)
+        a[3 + i] = (double)r->step_conf.counts[i];
+    if (incv3_dist_sum_f64(r->dist, a, 3 + (size_t)cells, err))
+        return -1;
+    *stop = a[2] > 0;
+    const double total = r->ranks > 1 ? (a[1] > 0 ? NAN : a[0]) : loss + c->aux_weight * aux_loss;
     if (!isfinite(total))
         return incv3_fail(err, "the loss became %s at epoch %d, batch %d (step %lld): stopping; the last good "
                                "checkpoint is in %s",
                           isnan(total) ? "NaN" : "infinite", r->st.epoch + 1, r->st.batch + 1,
                           (long long)r->st.step + 1, r->ckpt_dir);
-    incv3_confusion_add(&r->st.train_conf, logits, y, n);
+    for (int i = 0; i < cells; i++)
+        r->st.train_conf.counts[i] += (int64_t)a[3 + i];
     const float *d_out[INCV3_MAX_OUTPUTS] = {dmain, aux ? daux : NULL, NULL, NULL};
-    if (incv3_graph_backward(r->g, d_out, NULL, err))
+    if (incv3_graph_backward(r->g, d_out, NULL, err) || incv3_dist_grads_finish(r->dist, r->g, err))
         return -1;
     incv3_adamw_step(r->opt, r->g);
-    r->st.loss_sum += loss * n; /* the main head's loss, as the report's tables show */
-    r->st.seen += n;
+    r->st.loss_sum += a[0]; /* the main head's loss, as the report's tables show */
+    r->st.seen += n_global;
     r->st.step++;
     r->st.batch++;
     return 0;
@@ -711,6 +816,16 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     run r;
     memset(&r, 0, sizeof r);
     r.cfg = *cfg;
+    r.dist = cfg->dist;
+    r.ranks = incv3_dist_size(r.dist);
+    r.root = incv3_dist_rank(r.dist) == 0;
+    /* INCV3_TEST_FAIL=RANK:STEP makes that rank fail before that step: how the tests check that one failing
+     * rank ends the whole job instead of leaving the others waiting. */
+    const char *inject = getenv("INCV3_TEST_FAIL");
+    int fail_rank;
+    long long fail_step;
+    if (inject && sscanf(inject, "%d:%lld", &fail_rank, &fail_step) == 2 && fail_rank == incv3_dist_rank(r.dist))
+        r.fail_at_step = fail_step;
     *interrupted = 0;
     incv3_split_result val = {"Validation", 0, {0}};
     /* Over a file-size limit (ulimit -f) write() must fail with EFBIG, reported like a full disk, instead of
@@ -721,6 +836,7 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     sigemptyset(&ign.sa_mask);
     sigaction(SIGXFSZ, &ign, &old_xfsz);
     int rc = setup(&r, resume, err) || incv3_confusion_init(&val.conf, cfg->classes, err) ? -1 : 0;
+    rc = agree_and_share(&r, rc, err);
     if (rc) {
         sigaction(SIGXFSZ, &old_xfsz, NULL);
         run_free(&r);
@@ -737,8 +853,12 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     const int nb = incv3_loader_batches(r.loader);
     progress pr = {.tty = isatty(STDOUT_FILENO)};
     const double t0 = now_seconds();
-    printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels\n", cfg->epochs, nb, cfg->batch,
-           cfg->image_size, cfg->image_size, incv3_graph_default_isa());
+    if (r.root)
+        printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels\n", cfg->epochs, nb, cfg->batch,
+               cfg->image_size, cfg->image_size, incv3_graph_default_isa());
+    if (r.root && r.ranks > 1)
+        printf("data-parallel: %d MPI ranks, %d images per rank per step, BatchNorm statistics %s\n", r.ranks,
+               cfg->batch / r.ranks, cfg->sync_bn ? "over the global batch (--sync-bn)" : "per rank");
     while (rc == 0 && r.st.epoch < cfg->epochs) {
         if (r.st.batch == 0) {
             r.st.loss_sum = 0, r.st.seen = 0;
@@ -750,19 +870,22 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
         const float *x;
         const int64_t *y;
         int n;
+        int stop = 0;
         while (rc == 0 && incv3_loader_next(r.loader, &x, &y, &n)) {
-            if ((rc = train_step(&r, x, y, n, err)))
+            if ((rc = train_step(&r, x, y, n, &stop, err)))
                 break;
-            pr.images += n;
-            show_progress(&pr, &r.st, nb, cfg->epochs, r.st.batch == nb);
-            if (cfg->checkpoint_every > 0 && r.st.step % cfg->checkpoint_every == 0 && r.st.batch < nb)
+            pr.images += n * r.ranks;
+            if (r.root)
+                show_progress(&pr, &r.st, nb, cfg->epochs, r.st.batch == nb);
+            if (r.root && cfg->checkpoint_every > 0 && r.st.step % cfg->checkpoint_every == 0 && r.st.batch < nb)
                 rc = save_checkpoint(&r, err);
-            if (rc == 0 && stop_requested && r.st.batch < nb) {
-                rc = save_checkpoint(&r, err);
+            if (rc == 0 && stop && r.st.batch < nb) {
+                rc = r.root ? save_checkpoint(&r, err) : 0;
                 if (rc == 0) {
-                    printf("\nstopped by a signal after epoch %d, batch %d; checkpoint written: resume with "
-                           "'incv3 train --resume %s'\n",
-                           r.st.epoch + 1, r.st.batch, cfg->out);
+                    if (r.root)
+                        printf("\nstopped by a signal after epoch %d, batch %d; checkpoint written: resume with "
+                               "'incv3 train --resume %s'\n",
+                               r.st.epoch + 1, r.st.batch, cfg->out);
                     *interrupted = 1;
                 }
                 goto done;
@@ -770,20 +893,25 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
         }
         if (rc)
             break;
-        if ((rc = end_of_epoch(&r, now_seconds() - pr.epoch_start, &val, err)))
+        /* Rank 0 validates and writes; the others wait for it at the next step's collectives. */
+        if (r.root && (rc = end_of_epoch(&r, now_seconds() - pr.epoch_start, &val, err)))
             break;
         r.st.epoch++;
         r.st.batch = 0;
-        if ((rc = save_checkpoint(&r, err)))
+        if (r.root && (rc = save_checkpoint(&r, err)))
             break;
-        if (stop_requested) {
-            printf("stopped by a signal after epoch %d; resume with 'incv3 train --resume %s'\n", r.st.epoch,
-                   cfg->out);
+        stop = stop_requested != 0;
+        if ((rc = incv3_dist_max_int(r.dist, &stop, err)))
+            break;
+        if (stop) {
+            if (r.root)
+                printf("stopped by a signal after epoch %d; resume with 'incv3 train --resume %s'\n", r.st.epoch,
+                       cfg->out);
             *interrupted = 1;
             goto done;
         }
     }
-    if (rc == 0) {
+    if (rc == 0 && r.root) {
         /* A resumed finished run re-reports from its last validation. */
         if (val.conf.counts && incv3_confusion_total(&val.conf) == 0)
             rc = evaluate(r.g, &r.val, &r.pp, cfg->batch, cfg->label_smoothing, &r.team, &val, err);
@@ -791,6 +919,11 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
             rc = finish(&r, now_seconds() - t0, &val, err);
     }
 done:
+    /* A rank that fails mid-run ends the job: the others would wait for it in their next collective. */
+    if (rc && r.ranks > 1) {
+        fprintf(stderr, "incv3 train (rank %d of %d): %s\n", incv3_dist_rank(r.dist), r.ranks, err->msg);
+        incv3_dist_abort(r.dist, 1, "training failed");
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);

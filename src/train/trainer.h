@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "dist/dist.h"
 #include "incv3/error.h"
 #include "incv3/graph.h"
 #include "sched/start.h"
@@ -25,6 +26,10 @@ typedef struct incv3_train_config {
      * intact one, see incv3_train_config_from_run). */
     int keep;
     char resume_from[4200];
+    /* Data-parallel training (src/dist; run-time only, like threads): the process group, NULL for one
+     * process; sync_bn: BatchNorm statistics over the global batch (--sync-bn) rather than per rank. */
+    incv3_dist *dist;
+    int sync_bn;
 } incv3_train_config;
 
 /* The seed's recipe: 10 epochs, batch 32, AdamW lr 1e-4, weight decay 0.01, aux weight 0.3, label
