@@ -404,6 +404,12 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
     return 0;
 }
 
+void incv3_graph_set_deterministic(incv3_graph *g, int on)
+{
+    g->deterministic = on != 0;
+    g->batch = 0; /* kernels are chosen again at the next forward */
+}
+
 int incv3_graph_set_profiling(incv3_graph *g, int on)
 {
     free(g->prof_fwd);

@@ -87,6 +87,7 @@ static char *config_to_json(const incv3_train_config *c)
     json_object_set_new(o, "cpu", json_pack("{s:s, s:i, s:s}", "model", cpu, "online_cores",
                                             (int)sysconf(_SC_NPROCESSORS_ONLN), "kernels",
                                             strcmp(c->isa, "auto") ? c->isa : incv3_graph_default_isa()));
+    json_object_set_new(o, "deterministic", json_boolean(c->deterministic));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -102,19 +103,21 @@ static int config_from_json(const char *text, const char *where, incv3_train_con
     }
     incv3_train_config_default(c);
     const char *data = NULL, *dataset = NULL, *out = NULL, *isa = NULL, *algo = NULL, *seed = NULL;
-    int aux = 1;
+    int aux = 1, deterministic = 0;
+    /* "deterministic" is optional: checkpoints written before the flag existed ran without it. */
     int rc = json_unpack_ex(o, &je, 0,
                             "{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:F, s:F, s:F, s:F, s:F, s:F, "
-                            "s:F, s:F, s:F, s:s, s:s, s:s}",
+                            "s:F, s:F, s:F, s:s, s:s, s:s, s?b}",
                             "data", &data, "dataset", &dataset, "out", &out, "epochs", &c->epochs, "batch",
                             &c->batch, "image_size", &c->image_size, "aux", &aux, "classes", &c->classes,
                             "limit_train", &c->limit_train, "threads", &c->threads, "checkpoint_every",
                             &c->checkpoint_every, "lr", &c->lr, "weight_decay", &c->weight_decay, "aux_weight",
                             &c->aux_weight, "label_smoothing", &c->label_smoothing, "width", &c->width,
                             "val_fraction", &c->val_fraction, "dropout", &c->dropout, "mean", &c->mean, "std",
-                            &c->std, "isa", &isa, "conv_algo", &algo, "seed", &seed);
+                            &c->std, "isa", &isa, "conv_algo", &algo, "seed", &seed, "deterministic",
+                            &deterministic);
     if (rc == 0) {
-        c->aux = aux;
+        c->aux = aux, c->deterministic = deterministic;
         snprintf(c->data, sizeof c->data, "%s", data);
         snprintf(c->dataset, sizeof c->dataset, "%s", dataset);
         snprintf(c->out, sizeof c->out, "%s", out);
@@ -565,6 +568,7 @@ static int setup(run *r, int resume, incv3_error *err)
     r->pp = (incv3_preprocess){c->image_size, (float)c->mean, (float)c->std};
     if (!(r->g = incv3_inception_v3(&mc, err)) || incv3_graph_set_kernels(r->g, c->isa, c->conv_algo, err))
         return -1;
+    incv3_graph_set_deterministic(r->g, c->deterministic);
     incv3_graph_init_params(r->g, c->seed);
     incv3_adamw_hparams hp = {(float)c->lr, 0.9f, 0.999f, 1e-8f, (float)c->weight_decay};
     if (!(r->opt = incv3_adamw_new(r->g, hp, err)) || incv3_confusion_init(&r->st.train_conf, c->classes, err))
@@ -737,8 +741,9 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     const int nb = incv3_loader_batches(r.loader);
     progress pr = {.tty = isatty(STDOUT_FILENO)};
     const double t0 = now_seconds();
-    printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels\n", cfg->epochs, nb, cfg->batch,
-           cfg->image_size, cfg->image_size, incv3_graph_default_isa());
+    printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels%s\n", cfg->epochs, nb, cfg->batch,
+           cfg->image_size, cfg->image_size, incv3_graph_default_isa(),
+           cfg->deterministic ? " (deterministic: kernels by a fixed rule)" : "");
     while (rc == 0 && r.st.epoch < cfg->epochs) {
         if (r.st.batch == 0) {
             r.st.loss_sum = 0, r.st.seen = 0;
