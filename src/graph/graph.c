@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "graph/graph_internal.h"
 #include "util/rng.h"
 
@@ -180,7 +181,10 @@ int incv3_graph_add_param(incv3_graph *g, int node, const char *suffix, incv3_pa
     if (!p->data || (kind == INCV3_PARAM && !p->grad)) {
         incv3_aligned_free(p->data);
         incv3_aligned_free(p->grad);
-        return incv3_graph_build_error(g, "out of memory allocating %s (%zu floats)", p->name, p->numel);
+        char what[INCV3_NAME_MAX + 16], msg[sizeof what + 80];
+        snprintf(what, sizeof what, "parameter %s", p->name);
+        incv3_mem_describe(msg, sizeof msg, p->numel * sizeof(float) * (kind == INCV3_PARAM ? 2 : 1), what);
+        return incv3_graph_build_error(g, "%s", msg);
     }
     g->n_params++;
     nd->n_params++;

@@ -1,4 +1,7 @@
 #include "incv3/error.h"
+#include "util/oom.h"
+
+#include "alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,5 +14,12 @@ int incv3_fail(incv3_error *err, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
+    return -1;
+}
+
+int incv3_fail_oom(incv3_error *err, size_t bytes, const char *what)
+{
+    if (err)
+        incv3_mem_describe(err->msg, sizeof err->msg, bytes, what);
     return -1;
 }
