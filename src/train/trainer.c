@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "graph/memory_estimate.h"
 #include "incv3/model.h"
 #include "incv3/train.h"
 #include "incv3_config.h"
@@ -25,6 +26,7 @@
 #include "train/plots.h"
 #include "train/report.h"
 #include "util/atomic_file.h"
+#include "util/mem_available.h"
 #include "util/rng.h"
 
 /* Set by the SIGINT/SIGTERM handler, read between batches: the one piece of process-wide state a signal
@@ -535,6 +537,37 @@ static int try_resume_load(const char *path, void *ctx, incv3_error *err)
     return incv3_checkpoint_load(path, l->r->g, l->r->opt, NULL, &l->pos, err);
 }
 
+/* The training step's memory against what this process may use, before the first step rather than an
+ * out-of-memory kill in it. The graph has its kernels (and a resumed run its plan) by now. */
+static int check_memory(run *r, incv3_error *err)
+{
+    const incv3_train_config *c = &r->cfg;
+    const incv3_dataset *sets[] = {&r->all, &r->train, &r->val, &r->test};
+    size_t extra = 0;
+    for (int i = 0; i < 4; i++)
+        extra += (size_t)sets[i]->count * ((size_t)sets[i]->rows * sets[i]->cols + sizeof(int64_t));
+    /* The training loader's two batches and the evaluation loader's two. */
+    extra += 4 * (size_t)c->batch * 3 * c->image_size * c->image_size * sizeof(float);
+    incv3_mem_estimate e;
+    incv3_train_memory_estimate(r->g, c->batch, extra, &e);
+    const incv3_mem_paths paths = incv3_mem_paths_system();
+    char source[64];
+    const uint64_t avail = incv3_mem_available(&paths, source, sizeof source);
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    if (avail == UINT64_MAX)
+        printf("memory: estimated %.1f GiB, available unknown\n", e.total / gib);
+    else
+        printf("memory: estimated %.1f GiB, available %.1f GiB (%s)\n", e.total / gib, avail / gib, source);
+    if (avail != UINT64_MAX && e.total > avail)
+        return incv3_fail(err, "memory: training at --batch %d and --image-size %d needs an estimated %.2f GiB "
+                               "(activations %.2f, weights, gradients and AdamW %.2f, kernels %.2f) but only %.2f "
+                               "GiB is available (limit: %s); lower --batch or --image-size",
+                          c->batch, c->image_size, e.total / gib, e.activations / gib,
+                          (e.params + e.optimizer + e.weight_copies) / gib, (e.backward + e.scratch) / gib,
+                          avail / gib, source);
+    return 0;
+}
+
 static int setup(run *r, int resume, incv3_error *err)
 {
     incv3_train_config *c = &r->cfg;
@@ -607,6 +640,8 @@ static int setup(run *r, int resume, incv3_error *err)
         printf("resuming %s at epoch %d, batch %d (step %lld) from %s\n", c->out, r->st.epoch + 1, r->st.batch,
                (long long)r->st.step, from);
     }
+    if (check_memory(r, err))
+        return -1;
     return incv3_write_file_atomic(out_path(r, "config.json"), write_text, r->config_json, err);
 }
 
