@@ -27,6 +27,7 @@
 #include "train/report.h"
 #include "util/atomic_file.h"
 #include "util/mem_available.h"
+#include "util/oom.h"
 #include "util/rng.h"
 
 /* Set by the SIGINT/SIGTERM handler, read between batches: the one piece of process-wide state a signal
@@ -463,6 +464,11 @@ static int with_resume_checkpoint(const char *out, ckpt_try_fn try_fn, void *ctx
         snprintf(chosen, chosen_len, "%s", last);
         return 0;
     }
+    /* Running out of memory says nothing about the file: falling back to older checkpoints would only
+     * call them damaged too. */
+    if (incv3_error_is_oom(&last_err))
+        return incv3_fail(err, "--resume %s: %s; the checkpoints are untouched: free memory and resume again", out,
+                          last_err.msg);
     size_t n;
     ckpt_file *list = list_epoch_checkpoints(dir, &n);
     for (size_t i = 0; i < n; i++) {

@@ -9,5 +9,7 @@
 
 /* Fills err with "out of memory: could not allocate N MiB for WHAT"; returns -1. */
 int incv3_fail_oom(incv3_error *err, size_t bytes, const char *what);
+/* 1 when err holds such a message: the failure says nothing about the file being read. */
+int incv3_error_is_oom(const incv3_error *err);
 
 #endif
