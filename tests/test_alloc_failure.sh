@@ -4,6 +4,7 @@
 # hit the data loading, the model, the optimizer, the checkpoint loading and the training steps' kernels.
 # Each must exit with status 1 (no signal) and "out of memory: could not allocate ... MiB for ...", and
 # leave the run continuable: a final resume without the hook reaches an uninterrupted run's weights.
+# (Out of memory on --resume names last.safetensors and says the checkpoints are untouched: N=0.)
 # Usage: test_alloc_failure.sh INCV3 SOURCE_ROOT
 set -u
 exe=$1
@@ -41,6 +42,7 @@ for n in 0 3 40 400 1200 2500 6000 20000; do
         fail "N=$n: no out-of-memory message: $(tail -3 "$tmp/oom.err")"
     echo "N=$n: exit $rc, $(grep -m1 'out of memory' "$tmp/oom.err")"
     [ -s "$tmp/run/checkpoints/last.safetensors" ] || fail "N=$n: last.safetensors is gone"
+    grep -q "damaged\|cannot be continued" "$tmp/oom.err" && fail "N=$n: out of memory reported as damage: $(tail -2 "$tmp/oom.err")"
 done
 # Every checkpoint left behind is intact: the run continues to the uninterrupted run's weights.
 "$exe" train --resume "$tmp/run" --epochs 2 >"$tmp/final.log" 2>&1 || fail "resume after the failures: $(tail -3 "$tmp/final.log")"
