@@ -329,6 +329,23 @@ check P2 "--plan garbage JSON" 1 "--plan garbage.json" "not a readable convoluti
 check P3 "--plan without a plan object" 1 "--plan noplan.json" "no \"plan\" object" -- "$exe" "${ks[@]}" --plan noplan.json
 check P4 "--plan naming a kernel this build lacks" 1 "alien.json" "conv_fwd_f32_winograd_f8x8__neon" "does not have" -- "$exe" "${ks[@]}" --plan alien.json
 
+# ---- memory (incv3 train's estimate against the limits, before any step) ---------------------------------
+mem_row() { # id what pattern... -- command...: refused with status 1 and no run directory left behind
+    local id=$1 what=$2
+    shift 2
+    run_check 1 "$@"
+    [ -z "$problem" ] && [ -e "out_$id" ] && problem="left a run directory out_$id behind"
+    result "$id" "$what" "$problem"
+}
+if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
+    echo "skip M1 ulimit -v: AddressSanitizer maps terabytes of shadow memory, which no small ulimit -v allows"
+else
+    mem_row M1 "299x299 under ulimit -v 3000000" "needs an estimated" "GiB is available" "ulimit -v" "--batch" "--image-size" \
+        -- bash -c 'ulimit -v 3000000 && exec "$@"' _ "$exe" train --data data --image-size 299 --epochs 1 --threads 1 --out out_M1
+fi
+mem_row M2 "--batch 4096 at 299x299" "--batch 4096" "needs an estimated" "lower --batch or --image-size" \
+    -- "$exe" train --data data --image-size 299 --batch 4096 --epochs 1 --threads 1 --out out_M2
+
 # ---- incv3-kbench ---------------------------------------------------------------------------------------
 check K1 "kbench --shape with a non-number" 2 "--shape 1,2,x" -- "$kb" --shape 1,2,x
 check K2 "kbench --shape whose kernel does not fit" 2 "--shape 3,4,4,8,7,7,1,0,0" -- "$kb" --shape 3,4,4,8,7,7,1,0,0

@@ -115,6 +115,12 @@ void incv3_graph_init_params(incv3_graph *g, uint64_t seed);
  * the choices form the graph's plan, are cached per CPU model in $XDG_CACHE_HOME/incv3/conv-plan.json
  * (~/.cache/incv3 when unset) and reused from there, so runs on one machine choose alike. */
 int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_algo, incv3_error *err);
+/* With on != 0, "auto" and "winograd" choose without timing, by a fixed rule: per layer and pass the first
+ * kernel of the family that serves the shape in the kernel table's order (for "auto" the direct kernel,
+ * for "winograd" the largest tile listed), ignoring the plan, the cache and the thread count. Every kernel
+ * sums in an order fixed by the shape, so the results are then bitwise the same for any thread count and
+ * any machine with the same ISA. One algorithm named by conv_algo is used as it is. */
+void incv3_graph_set_deterministic(incv3_graph *g, int on);
 /* 1 when some convolution of the graph runs, at this batch, a kernel whose algorithm name starts with
  * `algo_prefix` (e.g. "winograd"); makes the per-layer choices a forward at that batch would make. */
 int incv3_graph_conv_algo_in_use(incv3_graph *g, int batch, const char *algo_prefix);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "avx2/avx2_fused.h"
 #include "avx2/avx2_kernels.h"
 #include "avx2/bn_reduce_avx2.h"
@@ -36,12 +37,9 @@
 
 static void *xmalloc(size_t bytes, const char *who)
 {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "%s: out of memory for %zu bytes of scratch\n", who, bytes);
-        abort();
-    }
-    return p;
+    char what[160];
+    snprintf(what, sizeof what, "the scratch of %s", who);
+    return incv3_mem_must(bytes, 0, what);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "avx2_kernels.h"
 #include "conv_strip_avx2.h"
 
@@ -35,12 +36,7 @@
 
 static void *xmalloc_floats(size_t count)
 {
-    void *p = malloc((count ? count : 1) * sizeof(float));
-    if (!p) {
-        fprintf(stderr, "conv_bwd_data_f32_direct__avx2: out of memory for %zu floats\n", count);
-        abort();
-    }
-    return p;
+    return incv3_mem_must(count * sizeof(float), 0, "the scratch of conv_bwd_data_f32_direct__avx2");
 }
 
 void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c, const float *w8i8o, float *dx8c,

@@ -40,6 +40,7 @@
 #include <omp.h>
 #endif
 
+#include "alloc.h"
 #include "avx2_kernels.h"
 
 #define BLK 8
@@ -214,12 +215,7 @@ static void bww_valid(int t, int pad, int stride, int in, int out, int *lo, int 
 
 static void *bww_malloc(size_t bytes)
 {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "conv_bwd_weights_f32_direct__avx2: out of memory for %zu bytes\n", bytes);
-        abort();
-    }
-    return p;
+    return incv3_mem_must(bytes, 0, "the scratch of conv_bwd_weights_f32_direct__avx2");
 }
 
 void conv_bwd_weights_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *dy8c, float *dw8i8o)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "avx2_fused.h"
 #include "avx2_kernels.h"
 #include "conv_strip_avx2.h"
@@ -73,13 +74,8 @@ static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_co
 
     {
         float *scratch = NULL;
-        if (scratch_floats) {
-            scratch = malloc(scratch_floats * sizeof *scratch);
-            if (!scratch) {
-                fprintf(stderr, "conv_fwd_f32_direct__avx2: out of memory for %zu floats of scratch\n", scratch_floats);
-                abort();
-            }
-        }
+        if (scratch_floats)
+            scratch = incv3_mem_must(scratch_floats * sizeof *scratch, 0, "the scratch of conv_fwd_f32_direct__avx2");
 #pragma omp for collapse(3) schedule(static)
         for (int n = 0; n < N; n++) {
             for (int kbp = 0; kbp < KBP; kbp++) {

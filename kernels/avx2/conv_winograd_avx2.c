@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "avx2/bn_reduce_avx2.h"
 #include "avx2/conv_winograd_avx2.h"
 #include "avx2/winograd_transforms_avx2.h"
@@ -63,12 +64,9 @@
 
 static void *wg_alloc(size_t bytes, const char *who)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0 || !p) {
-        fprintf(stderr, "%s: out of memory for %zu bytes of scratch\n", who, bytes);
-        abort();
-    }
-    return p;
+    char what[160];
+    snprintf(what, sizeof what, "the scratch of %s", who);
+    return incv3_mem_must(bytes, 64, what);
 }
 
 static inline int wg_blocks(int c)

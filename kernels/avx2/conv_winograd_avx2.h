@@ -40,7 +40,7 @@
  * order, and the statistics are reduced over groups in order: results are bitwise the same for any
  * OpenMP thread count. They are not bitwise those of the direct kernels (Winograd rounds differently).
  * Per-call scratch is allocated (the transformed tiles of one group per thread); on allocation failure
- * the functions print a message and abort(). No alignment is required of the pointers.
+ * the functions exit through incv3_mem_must (alloc.h). No alignment is required of the pointers.
  */
 #ifndef INCV3_CONV_WINOGRAD_AVX2_H
 #define INCV3_CONV_WINOGRAD_AVX2_H

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "gemm_avx2.h"
 
 enum { MR = 6, NR = 16, KC = 256, MC = 120, NC = 2048 };
@@ -32,13 +33,7 @@ enum { MR = 6, NR = 16, KC = 256, MC = 120, NC = 2048 };
 
 static float *alloc_panel(size_t count)
 {
-    size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) {
-        fprintf(stderr, "gemm_f32_6x16__avx2: out of memory for a %zu-byte packed panel\n", bytes);
-        abort();
-    }
-    return p;
+    return incv3_mem_must(count * sizeof(float), 64, "a packed panel of gemm_f32_6x16__avx2");
 }
 
 /* Packs rows i0..i0+mr-1, columns p0..p0+kc-1 of op(A) as ap[p*MR + r], rows mr..MR-1 zero. */

@@ -9,7 +9,7 @@
  * b[p*ldb + j] (b_trans == 0) or b[j*ldb + p] (b_trans != 0). m, n >= 0, k >= 0 (k == 0 gives C or 0).
  * Each block of up to 256 k-steps is summed in fresh float accumulators and added to C once (blocked
  * summation). Each element of C is computed by one thread in a fixed order. C must not overlap A or B.
- * Allocates per-call scratch for the packed panels (aborts when out of memory). */
+ * Allocates per-call scratch for the packed panels (out of memory: incv3_mem_must reports and exits). */
 void gemm_f32_6x16__avx2(int m, int n, int k, const float *a, int lda, int a_trans, const float *b, int ldb,
                          int b_trans, float *c, int ldc, int accumulate);
 

@@ -11,18 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "ref_kernels.h"
 
 /* Scratch rows are per thread and sized by the shape, so they come from the heap; a reference kernel has
  * no error channel, and running out of memory for a few kilobytes leaves nothing sensible to do. */
 static double *scratch_row(size_t count)
 {
-    double *p = malloc((count ? count : 1) * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "conv_ref: out of memory for a %zu-element scratch row\n", count);
-        abort();
-    }
-    return p;
+    return incv3_mem_must(count * sizeof(double), 0, "a scratch row of conv_ref");
 }
 
 /* Output columns j in [*lo, *hi) whose tap reads input column j*stride + off inside [0, w); computing the

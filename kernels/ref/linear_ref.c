@@ -8,17 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "ref_kernels.h"
 
 /* Per-thread scratch sized by the layer; a reference kernel has no error channel to report failure on. */
 static double *scratch_row(size_t count)
 {
-    double *p = malloc((count ? count : 1) * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "linear_ref: out of memory for a %zu-element scratch row\n", count);
-        abort();
-    }
-    return p;
+    return incv3_mem_must(count * sizeof(double), 0, "a scratch row of linear_ref");
 }
 
 void linear_fwd_f32_ref__scalar(int n, int in, int out, const float *x, const float *w, const float *b, float *y)

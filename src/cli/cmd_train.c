@@ -16,7 +16,7 @@ static const char usage[] =
     "                   [--lr X] [--weight-decay X] [--aux-weight X] [--label-smoothing X] [--image-size S]\n"
     "                   [--no-aux] [--width W] [--limit-train N] [--val-fraction F] [--dropout P] [--seed S]\n"
     "                   [--threads N] [--smt] [--bind core|none] [--checkpoint-every N] [--isa I]\n"
-    "                   [--conv-algo A] [--mean M] [--std S] [--keep K] [--sync-bn]\n"
+    "                   [--conv-algo A] [--mean M] [--std S] [--keep K] [--deterministic] [--sync-bn]\n"
     "       incv3 train --resume DIR [--epochs N] [--threads N] [--smt] [--bind core|none] [--keep K] [--sync-bn]\n"
     "       mpirun -np R incv3 train ...   (data-parallel over R processes; needs a build with -Dmpi=enabled)\n"
     "\n"
@@ -55,13 +55,15 @@ static const char usage[] =
     "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto (per layer the fastest, timed once\n"
     "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
     "                        winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
+    "  --deterministic       bitwise the same weights for any --threads: --conv-algo auto/winograd choose\n"
+    "                        kernels by a fixed rule (auto: direct) instead of timing them (slower)\n"
     "  --mean M, --std S     input normalization of pixel/255, default 0.1307 and 0.3081 (MNIST), or 0.2860\n"
     "                        and 0.3530 with --dataset fashion-mnist (its training set's statistics)\n"
     "  -h, --help            this help\n";
 
 enum { O_DATA = 256, O_DATASET, O_OUT, O_RESUME, O_EPOCHS, O_BATCH, O_LR, O_WD, O_AUXW, O_LS, O_SIZE, O_NOAUX,
        O_WIDTH, O_LIMIT, O_VAL, O_DROPOUT, O_SEED, O_THREADS, O_CKPT, O_ISA, O_ALGO, O_MEAN, O_STD, O_SMT,
-       O_BIND, O_KEEP, O_SYNCBN };
+       O_BIND, O_KEEP, O_SYNCBN, O_DETERMINISTIC };
 
 /* The settings (a new run's or, with --resume, read by rank 0 from its run directory and sent to every rank)
  * and the run; returns the exit status. */
@@ -171,6 +173,7 @@ int cmd_train(int argc, char **argv)
         {"std", required_argument, NULL, O_STD},           {"smt", no_argument, NULL, O_SMT},
         {"bind", required_argument, NULL, O_BIND},         {"keep", required_argument, NULL, O_KEEP},
         {"sync-bn", no_argument, NULL, O_SYNCBN},
+        {"deterministic", no_argument, NULL, O_DETERMINISTIC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -233,6 +236,7 @@ int cmd_train(int argc, char **argv)
             std_given = 1;
             break;
         case O_SMT: smt = 1; break;
+        case O_DETERMINISTIC: cfg.deterministic = 1; break;
         case O_KEEP: bad = cli_parse_int("train", "--keep", optarg, 1, 1 << 30, &keep); break;
         case O_SYNCBN: sync_bn = 1; break;
         case O_BIND:

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "graph/graph_internal.h"
 #include "util/rng.h"
 
@@ -181,7 +182,10 @@ int incv3_graph_add_param(incv3_graph *g, int node, const char *suffix, incv3_pa
     if (!p->data || (kind == INCV3_PARAM && !p->grad)) {
         incv3_aligned_free(p->data);
         incv3_aligned_free(p->grad);
-        return incv3_graph_build_error(g, "out of memory allocating %s (%zu floats)", p->name, p->numel);
+        char what[INCV3_NAME_MAX + 16], msg[sizeof what + 80];
+        snprintf(what, sizeof what, "parameter %s", p->name);
+        incv3_mem_describe(msg, sizeof msg, p->numel * sizeof(float) * (kind == INCV3_PARAM ? 2 : 1), what);
+        return incv3_graph_build_error(g, "%s", msg);
     }
     g->n_params++;
     nd->n_params++;
@@ -405,6 +409,12 @@ int incv3_graph_set_kernels(incv3_graph *g, const char *isa, const char *conv_al
     snprintf(g->conv_algo, sizeof g->conv_algo, "%s", conv_algo ? conv_algo : "auto");
     g->batch = 0; /* kernels are chosen again at the next forward */
     return 0;
+}
+
+void incv3_graph_set_deterministic(incv3_graph *g, int on)
+{
+    g->deterministic = on != 0;
+    g->batch = 0; /* kernels are chosen again at the next forward */
 }
 
 int incv3_graph_set_profiling(incv3_graph *g, int on)

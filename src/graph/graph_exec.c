@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/oom.h"
 #include "graph/graph_internal.h"
 #include "layout/reorder.h"
 
@@ -341,7 +342,7 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
         if (g->layout == INCV3_LAYOUT_NCHW8C && !nd->flat) {
             float *tmp = incv3_aligned_alloc(count * sizeof(float), 0);
             if (!tmp) {
-                rc = incv3_fail(err, "out of memory for the gradient of output %d", s);
+                rc = incv3_fail_oom(err, count * sizeof(float), "the gradient of an output");
                 break;
             }
             reorder_nchw_to_nchw8c_f32(incv3_node_dims(g, nd), d_out[s], tmp);

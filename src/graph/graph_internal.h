@@ -89,6 +89,7 @@ struct incv3_graph {
     incv3_conv_plan plan;       /* per-layer choices of --conv-algo auto/winograd, made or loaded */
     incv3_conv_plan plan_cache; /* this machine's cached choices, read at the first need */
     int plan_cache_read, plan_timing_told;
+    int deterministic;          /* kernel choice by a fixed rule, see incv3_graph_set_deterministic */
     incv3_tensor input_blk;                      /* the caller's input reordered (blocked layout) */
     incv3_tensor out_plain[INCV3_MAX_OUTPUTS];   /* non-flat outputs reordered back to NCHW */
     int fwd_for_backward; /* the last forward kept state for backward */

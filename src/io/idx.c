@@ -17,6 +17,9 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "alloc.h"
+#include "util/oom.h"
+
 #define CHUNK ((size_t)1 << 16)
 
 /* ------------------------------------------------------------------------------------ byte source */
@@ -255,9 +258,9 @@ static int read_idx(const char *path, int want_ndim, uint32_t dims[3], uint8_t *
         incv3_fail(err, "%s: %" PRIu64 " bytes of %s do not fit in memory", path, items, what);
         goto out;
     }
-    payload = malloc((size_t)items);
+    payload = incv3_mem_try((size_t)items, 0);
     if (!payload) {
-        incv3_fail(err, "%s: out of memory for %" PRIu64 " bytes of %s", path, items, what);
+        incv3_fail_oom(err, (size_t)items, path);
         goto out;
     }
     if (src_read(s, payload, (size_t)items, &got, err))

@@ -6,6 +6,9 @@
 
 #include "incv3/safetensors.h"
 #include "util/atomic_file.h"
+#include "util/oom.h"
+
+#include "alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -330,11 +333,10 @@ static int load_data(incv3_st_file *f, int fd, uint64_t data_start, incv3_error 
             return incv3_fail(err, "%s: data section too large for this host", f->path);
         total += slot;
     }
-    void *buf = NULL;
     /* Never ask for 0 bytes: empty tensors still get a valid, aligned pointer. */
-    int rc = posix_memalign(&buf, ST_ALIGN, total ? total : ST_ALIGN);
-    if (rc)
-        return incv3_fail(err, "%s: cannot allocate %zu bytes for tensor data: %s", f->path, total, strerror(rc));
+    void *buf = incv3_mem_try(total ? total : ST_ALIGN, ST_ALIGN);
+    if (!buf)
+        return incv3_fail_oom(err, total, f->path);
     f->data = buf;
     size_t pos = 0;
     for (size_t i = 0; i < f->count; i++) {

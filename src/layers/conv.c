@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/oom.h"
 #include "graph/graph_internal.h"
 #include "layout/reorder.h"
 
@@ -68,7 +69,8 @@ static const incv3_conv_kernel *plan_choice(incv3_graph *g, incv3_conv_pass pass
             cand[nc++] = &t[i];
     if (nc == 0)
         return default_kernel(g, pass, s);
-    if (nc == 1)
+    /* The table order, not a timing: timings differ between runs, machines and thread counts. */
+    if (nc == 1 || g->deterministic)
         return cand[0];
     char key[160];
     conv_plan_key(key, sizeof key, family, pass, g->isa, s);
@@ -179,7 +181,7 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
         if (nd->kbwd_data->pack)
             bad |= !(nd->wpack_bwd = incv3_aligned_alloc(nd->kbwd_data->packed_floats(&s) * sizeof(float), 0));
         if (bad)
-            return incv3_fail(err, "conv %s: out of memory for the blocked weights", nd->name);
+            return incv3_fail_oom(err, count * sizeof(float), "the blocked weights of a convolution");
     }
     return 0;
 }
@@ -205,7 +207,7 @@ static const float *forward_weights(incv3_node *nd, const incv3_conv_shape *s, c
     nd->wseen_valid = 0;
     if (inference) {
         if (!nd->wseen && !(nd->wseen = incv3_aligned_alloc(count * sizeof(float), 0))) {
-            incv3_fail(err, "conv %s: out of memory for the weights' copy", nd->name);
+            incv3_fail_oom(err, count * sizeof(float), "the weights' copy of a convolution");
             return NULL;
         }
         memcpy(nd->wseen, w, count * sizeof(float));

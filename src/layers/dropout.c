@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "util/oom.h"
 #include "graph/graph_internal.h"
 #include "ref/ref_kernels.h"
 
@@ -30,10 +32,10 @@ static int dropout_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_o
     }
     if (nd->mask_count != count || !nd->mask) {
         free(nd->mask);
-        nd->mask = malloc(count);
+        nd->mask = incv3_mem_try(count, 0);
         nd->mask_count = nd->mask ? count : 0;
         if (!nd->mask)
-            return incv3_fail(err, "out of memory for the dropout mask");
+            return incv3_fail_oom(err, count, "the dropout mask");
     }
     /* The node index enters the seed so two dropout layers never share a mask. */
     uint64_t seed = o->dropout_seed ^ ((uint64_t)(nd - g->nodes) * 0x9e3779b97f4a7c15ull);

@@ -1,6 +1,7 @@
 /* Shape-only layers: the graph input and flatten (NCHW is already the flat layout, so flatten copies). */
 #include <string.h>
 
+#include "util/oom.h"
 #include "graph/graph_internal.h"
 #include "layout/reorder.h"
 
@@ -60,7 +61,7 @@ static int flatten_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     const size_t count = (size_t)g->batch * incv3_node_sample_size(g, src);
     float *tmp = incv3_aligned_alloc(count * sizeof(float), 0);
     if (!tmp)
-        return incv3_fail(err, "out of memory in the backward of flatten");
+        return incv3_fail_oom(err, count * sizeof(float), "the backward of flatten");
     reorder_nchw_to_nchw8c_f32(incv3_node_dims(g, src), nd->grad.data, tmp);
     incv3_grad_pass(dx, tmp, count, 1);
     incv3_aligned_free(tmp);

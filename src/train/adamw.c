@@ -1,5 +1,6 @@
 #include <stdlib.h>
 
+#include "util/oom.h"
 #include "graph/graph_internal.h"
 #include "incv3/tensor.h"
 #include "incv3/train.h"
@@ -48,7 +49,10 @@ incv3_adamw *incv3_adamw_new(incv3_graph *g, incv3_adamw_hparams hp, incv3_error
     return opt;
 oom:
     incv3_adamw_free(opt);
-    incv3_fail(err, "out of memory for the AdamW state");
+    size_t floats = 0;
+    for (size_t i = 0; i < n; i++)
+        floats += incv3_graph_param(g, i)->kind == INCV3_PARAM ? incv3_graph_param(g, i)->numel : 0;
+    incv3_fail_oom(err, 2 * sizeof(float) * floats, "the AdamW moments");
     return NULL;
 }
 

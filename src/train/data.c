@@ -8,7 +8,10 @@
 
 #include "incv3/idx.h"
 #include "incv3/tensor.h"
+#include "util/oom.h"
 #include "util/rng.h"
+
+#include "alloc.h"
 
 int incv3_dataset_load_mnist(const char *dir, const char *split, int classes, int limit, incv3_dataset *out,
                              incv3_error *err)
@@ -31,10 +34,10 @@ int incv3_dataset_load_mnist(const char *dir, const char *split, int classes, in
     if (rc == 0) {
         size_t n = limit > 0 && (size_t)limit < im.count ? (size_t)limit : im.count;
         size_t pixels = (size_t)im.rows * im.cols;
-        out->images = malloc(n * pixels);
-        out->labels = malloc(n * sizeof *out->labels);
+        out->images = incv3_mem_try(n * pixels, 0);
+        out->labels = incv3_mem_try(n * sizeof *out->labels, 0);
         if (!out->images || !out->labels) {
-            rc = incv3_fail(err, "out of memory for %zu images of %s", n, ipath);
+            rc = incv3_fail_oom(err, n * (pixels + sizeof *out->labels), ipath);
         } else {
             memcpy(out->images, im.data, n * pixels);
             for (size_t i = 0; i < n; i++)
@@ -73,11 +76,11 @@ static void permutation(int *perm, int n, uint64_t seed)
 static int subset(const incv3_dataset *all, const int *idx, int n, incv3_dataset *out, incv3_error *err)
 {
     const size_t pixels = (size_t)all->rows * all->cols;
-    out->images = malloc((n ? n : 1) * pixels);
-    out->labels = malloc((n ? n : 1) * sizeof *out->labels);
+    out->images = incv3_mem_try((n ? n : 1) * pixels, 0);
+    out->labels = incv3_mem_try((n ? n : 1) * sizeof *out->labels, 0);
     if (!out->images || !out->labels) {
         incv3_dataset_free(out);
-        return incv3_fail(err, "out of memory splitting %d images", all->count);
+        return incv3_fail_oom(err, (size_t)n * (pixels + sizeof *out->labels), "the training/validation split");
     }
     for (int i = 0; i < n; i++) {
         memcpy(out->images + (size_t)i * pixels, all->images + (size_t)idx[i] * pixels, pixels);
@@ -253,12 +256,12 @@ incv3_loader *incv3_loader_new(const incv3_dataset *ds, const incv3_preprocess *
     const size_t per = (size_t)3 * p->size * p->size;
     for (int i = 0; i < 2; i++) {
         l->buf[i].x = incv3_aligned_alloc((size_t)batch * per * sizeof(float), 0);
-        l->buf[i].y = malloc(sizeof(int64_t) * (size_t)batch);
+        l->buf[i].y = incv3_mem_try(sizeof(int64_t) * (size_t)batch, 0);
         l->buf[i].index = -1;
     }
     l->current = -1, l->request = -1;
     if (!l->perm || !l->buf[0].x || !l->buf[1].x || !l->buf[0].y || !l->buf[1].y) {
-        incv3_fail(err, "out of memory for two batches of %d images at %dx%d", batch, p->size, p->size);
+        incv3_fail_oom(err, 2 * (size_t)batch * (per * sizeof(float) + sizeof(int64_t)), "the loader's two batches");
         incv3_loader_free(l);
         return NULL;
     }

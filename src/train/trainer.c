@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "graph/memory_estimate.h"
 #include "incv3/model.h"
 #include "incv3/train.h"
 #include "incv3_config.h"
@@ -25,6 +26,8 @@
 #include "train/plots.h"
 #include "train/report.h"
 #include "util/atomic_file.h"
+#include "util/mem_available.h"
+#include "util/oom.h"
 #include "util/rng.h"
 
 /* Set by the SIGINT/SIGTERM handler, read between batches: the one piece of process-wide state a signal
@@ -89,6 +92,7 @@ static char *config_to_json(const incv3_train_config *c)
     json_object_set_new(o, "cpu", json_pack("{s:s, s:i, s:s}", "model", cpu, "online_cores",
                                             (int)sysconf(_SC_NPROCESSORS_ONLN), "kernels",
                                             strcmp(c->isa, "auto") ? c->isa : incv3_graph_default_isa()));
+    json_object_set_new(o, "deterministic", json_boolean(c->deterministic));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -104,19 +108,21 @@ static int config_from_json(const char *text, const char *where, incv3_train_con
     }
     incv3_train_config_default(c);
     const char *data = NULL, *dataset = NULL, *out = NULL, *isa = NULL, *algo = NULL, *seed = NULL;
-    int aux = 1;
+    int aux = 1, deterministic = 0;
+    /* "deterministic" is optional: checkpoints written before the flag existed ran without it. */
     int rc = json_unpack_ex(o, &je, 0,
                             "{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:i, s:i, s:i, s:i, s:F, s:F, s:F, s:F, s:F, s:F, "
-                            "s:F, s:F, s:F, s:s, s:s, s:s}",
+                            "s:F, s:F, s:F, s:s, s:s, s:s, s?b}",
                             "data", &data, "dataset", &dataset, "out", &out, "epochs", &c->epochs, "batch",
                             &c->batch, "image_size", &c->image_size, "aux", &aux, "classes", &c->classes,
                             "limit_train", &c->limit_train, "threads", &c->threads, "checkpoint_every",
                             &c->checkpoint_every, "lr", &c->lr, "weight_decay", &c->weight_decay, "aux_weight",
                             &c->aux_weight, "label_smoothing", &c->label_smoothing, "width", &c->width,
                             "val_fraction", &c->val_fraction, "dropout", &c->dropout, "mean", &c->mean, "std",
-                            &c->std, "isa", &isa, "conv_algo", &algo, "seed", &seed);
+                            &c->std, "isa", &isa, "conv_algo", &algo, "seed", &seed, "deterministic",
+                            &deterministic);
     if (rc == 0) {
-        c->aux = aux;
+        c->aux = aux, c->deterministic = deterministic;
         snprintf(c->data, sizeof c->data, "%s", data);
         snprintf(c->dataset, sizeof c->dataset, "%s", dataset);
         snprintf(c->out, sizeof c->out, "%s", out);
@@ -469,6 +475,11 @@ static int with_resume_checkpoint(const char *out, ckpt_try_fn try_fn, void *ctx
         snprintf(chosen, chosen_len, "%s", last);
         return 0;
     }
+    /* Running out of memory says nothing about the file: falling back to older checkpoints would only
+     * call them damaged too. */
+    if (incv3_error_is_oom(&last_err))
+        return incv3_fail(err, "--resume %s: %s; the checkpoints are untouched: free memory and resume again", out,
+                          last_err.msg);
     size_t n;
     ckpt_file *list = list_epoch_checkpoints(dir, &n);
     for (size_t i = 0; i < n; i++) {
@@ -545,6 +556,39 @@ static int try_resume_load(const char *path, void *ctx, incv3_error *err)
 
 static int setup_rest(run *r, int resume, incv3_error *err);
 
+/* The training step's memory against what this process may use, before the first step rather than an
+ * out-of-memory kill in it. The graph has its kernels (and a resumed run its plan) by now. */
+static int check_memory(run *r, incv3_error *err)
+{
+    const incv3_train_config *c = &r->cfg;
+    const incv3_dataset *sets[] = {&r->all, &r->train, &r->val, &r->test};
+    size_t extra = 0;
+    for (int i = 0; i < 4; i++)
+        extra += (size_t)sets[i]->count * ((size_t)sets[i]->rows * sets[i]->cols + sizeof(int64_t));
+    /* The training loader's two batches and the evaluation loader's two. */
+    extra += 4 * (size_t)c->batch * 3 * c->image_size * c->image_size * sizeof(float);
+    incv3_mem_estimate e;
+    incv3_train_memory_estimate(r->g, c->batch, extra, &e);
+    const incv3_mem_paths paths = incv3_mem_paths_system();
+    char source[64];
+    const uint64_t avail = incv3_mem_available(&paths, source, sizeof source);
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    if (!r->root)
+        ; /* every rank checks its own share of the node; rank 0 speaks */
+    else if (avail == UINT64_MAX)
+        printf("memory: estimated %.1f GiB, available unknown\n", e.total / gib);
+    else
+        printf("memory: estimated %.1f GiB, available %.1f GiB (%s)\n", e.total / gib, avail / gib, source);
+    if (avail != UINT64_MAX && e.total > avail)
+        return incv3_fail(err, "memory: training at --batch %d and --image-size %d needs an estimated %.2f GiB "
+                               "(activations %.2f, weights, gradients and AdamW %.2f, kernels %.2f) but only %.2f "
+                               "GiB is available (limit: %s); lower --batch or --image-size",
+                          c->batch, c->image_size, e.total / gib, e.activations / gib,
+                          (e.params + e.optimizer + e.weight_copies) / gib, (e.backward + e.scratch) / gib,
+                          avail / gib, source);
+    return 0;
+}
+
 static int setup(run *r, int resume, incv3_error *err)
 {
     incv3_train_config *c = &r->cfg;
@@ -604,6 +648,7 @@ static int setup_rest(run *r, int resume, incv3_error *err)
     r->pp = (incv3_preprocess){c->image_size, (float)c->mean, (float)c->std};
     if (!(r->g = incv3_inception_v3(&mc, err)) || incv3_graph_set_kernels(r->g, c->isa, c->conv_algo, err))
         return -1;
+    incv3_graph_set_deterministic(r->g, c->deterministic);
     incv3_graph_init_params(r->g, c->seed);
     incv3_adamw_hparams hp = {(float)c->lr, 0.9f, 0.999f, 1e-8f, (float)c->weight_decay};
     if (!(r->opt = incv3_adamw_new(r->g, hp, err)) || incv3_confusion_init(&r->st.train_conf, c->classes, err) ||
@@ -645,6 +690,8 @@ static int setup_rest(run *r, int resume, incv3_error *err)
         printf("resuming %s at epoch %d, batch %d (step %lld) from %s\n", c->out, r->st.epoch + 1, r->st.batch,
                (long long)r->st.step, from);
     }
+    if (check_memory(r, err))
+        return -1;
     return r->root ? incv3_write_file_atomic(out_path(r, "config.json"), write_text, r->config_json, err) : 0;
 }
 
@@ -854,8 +901,9 @@ int incv3_train(const incv3_train_config *cfg, int resume, int *interrupted, inc
     progress pr = {.tty = isatty(STDOUT_FILENO)};
     const double t0 = now_seconds();
     if (r.root)
-        printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels\n", cfg->epochs, nb, cfg->batch,
-               cfg->image_size, cfg->image_size, incv3_graph_default_isa());
+        printf("training: %d epochs of %d batches of %d, %dx%d, %s kernels%s\n", cfg->epochs, nb, cfg->batch,
+               cfg->image_size, cfg->image_size, incv3_graph_default_isa(),
+               cfg->deterministic ? " (deterministic: kernels by a fixed rule)" : "");
     if (r.root && r.ranks > 1)
         printf("data-parallel: %d MPI ranks, %d images per rank per step, BatchNorm statistics %s\n", r.ranks,
                cfg->batch / r.ranks, cfg->sync_bn ? "over the global batch (--sync-bn)" : "per rank");

@@ -17,6 +17,9 @@ typedef struct incv3_train_config {
     double lr, weight_decay, aux_weight, label_smoothing, width, val_fraction, dropout, mean, std;
     uint64_t seed;
     char isa[16], conv_algo[16];
+    /* --deterministic: kernels chosen by a fixed rule (incv3_graph_set_deterministic), so the weights are
+     * bitwise the same for any thread count; a setting of the run, kept by --resume. */
+    int deterministic;
     /* How the run uses this machine, not part of its settings (a resumed run may change them): threads 0
      * means one per core (or OMP_NUM_THREADS); smt lets SMT siblings count; bind "core" pins the threads. */
     int smt;
