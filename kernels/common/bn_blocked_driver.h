@@ -27,7 +27,8 @@ static void store_lanes(const double *src, int c, int cb, float *dst)
         dst[cb * BLK + l] = (float)src[l];
 }
 
-void ISA_NAME(bn_fwd_train_f32_blocked__)(incv3_dims d, const float *x, const float *gamma, const float *beta, float eps,
+void ISA_NAME(bn_fwd_train_f32_blocked__)(incv3_dims d, const float *x, const float *gamma, const float *beta,
+                                          float eps,
                                     float *y, float *mean, float *var)
 {
     const int CB = (d.c + BLK - 1) / BLK;
@@ -54,8 +55,8 @@ void ISA_NAME(bn_fwd_train_f32_blocked__)(incv3_dims d, const float *x, const fl
             mlo[l] = (float)(mu[l] - (double)mhi[l]);
             sc[l] = (float)((double)g[l] * invstd);
         }
-        block_normalize(xb, y + (size_t)cb * blk_stride, hw, d.n, img_stride, bn_vload(mhi), bn_vload(mlo), bn_vload(sc),
-                        bn_vload(b), bn_vmask(d.c, cb));
+        block_normalize(xb, y + (size_t)cb * blk_stride, hw, d.n, img_stride, bn_vload(mhi), bn_vload(mlo),
+                        bn_vload(sc), bn_vload(b), bn_vmask(d.c, cb));
         store_lanes(mu, d.c, cb, mean);
         store_lanes(v, d.c, cb, var);
     }

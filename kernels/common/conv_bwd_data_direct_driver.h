@@ -153,8 +153,8 @@ void ISA_NAME(conv_bwd_data_f32_direct__)(const incv3_conv_shape *s, const float
                                 } else {
                                     /* scratch [cb][valid row t][col], col j = dy column c0 - (nq-1) + j */
                                     const int ncols = np + nq - 1;
-                                    ISA_NAME(conv_strip_copy_cols_)(scratch, xchunk, a.ncb, nr, c0 - (nq - 1), ncols, OW,
-                                                              (ptrdiff_t)y_cb, -(ptrdiff_t)y_row);
+                                    ISA_NAME(conv_strip_copy_cols_)(scratch, xchunk, a.ncb, nr, c0 - (nq - 1), ncols,
+                                                                    OW, (ptrdiff_t)y_cb, -(ptrdiff_t)y_row);
                                     a.x = scratch + (size_t)(nq - 1) * BLK;
                                     a.x_cb = (ptrdiff_t)nr * ncols * BLK;
                                     a.x_row = (ptrdiff_t)ncols * BLK;

@@ -67,7 +67,8 @@ static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_co
         if (scratch_floats) {
             scratch = malloc(scratch_floats * sizeof *scratch);
             if (!scratch) {
-                fprintf(stderr, "conv_fwd_f32_direct__" KERNEL_ISA_STR ": out of memory for %zu floats of scratch\n", scratch_floats);
+                fprintf(stderr, "conv_fwd_f32_direct__" KERNEL_ISA_STR ": out of memory for %zu floats of scratch\n",
+                        scratch_floats);
                 abort();
             }
         }
@@ -132,8 +133,8 @@ static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_co
                                 a.x_row = (ptrdiff_t)x_row;
                             } else {
                                 const int ncols = (npix - 1) * SW + KW;
-                                ISA_NAME(conv_strip_copy_cols_)(scratch, xchunk, a.ncb, nr, col0, ncols, W, (ptrdiff_t)x_cb,
-                                                          (ptrdiff_t)x_row);
+                                ISA_NAME(conv_strip_copy_cols_)(scratch, xchunk, a.ncb, nr, col0, ncols, W,
+                                                                (ptrdiff_t)x_cb, (ptrdiff_t)x_row);
                                 a.x = scratch;
                                 a.x_cb = (ptrdiff_t)nr * ncols * BLK;
                                 a.x_row = (ptrdiff_t)ncols * BLK;

@@ -278,83 +278,85 @@ WG_INLINE void wg_run(const int MH, const int RH, const int MW, const int RW, co
 /* The entry points of variant V = F(MH x MW, RH x RW). Every OpenMP region is opened here, in the
  * instantiated function itself, not in an inlined helper: a region is outlined before inlining, so one
  * opened inside wg_run would be compiled once with the sizes as run-time values. */
-#define WG_DEFINE(V, MH, RH, MW, RW)                                                                                  \
+#define WG_DEFINE(V, MH, RH, MW, RW)                                                                                   \
     int ISA_NAME(conv_winograd_##V##_supports__)(const incv3_conv_shape *s)                                            \
-    {                                                                                                                 \
-        return wg_supports(s, RH, RW);                                                                                \
-    }                                                                                                                 \
+    {                                                                                                                  \
+        return wg_supports(s, RH, RW);                                                                                 \
+    }                                                                                                                  \
     size_t ISA_NAME(conv_winograd_##V##_fwd_weights_floats__)(const incv3_conv_shape *s)                               \
-    {                                                                                                                 \
-        return wg_u_floats(MH, RH, MW, RW, s->c, s->k);                                                               \
-    }                                                                                                                 \
+    {                                                                                                                  \
+        return wg_u_floats(MH, RH, MW, RW, s->c, s->k);                                                                \
+    }                                                                                                                  \
     void ISA_NAME(conv_winograd_##V##_pack_fwd__)(const incv3_conv_shape *s, const float *w8i8o, float *u)             \
-    {                                                                                                                 \
-        _Pragma("omp parallel") wg_pack(MH, RH, MW, RW, s, w8i8o, u, 0, "conv_winograd_" #V "_pack_fwd__" KERNEL_ISA_STR); \
-    }                                                                                                                 \
+    {                                                                                                                  \
+        _Pragma("omp parallel")                                                                                        \
+            wg_pack(MH, RH, MW, RW, s, w8i8o, u, 0, "conv_winograd_" #V "_pack_fwd__" KERNEL_ISA_STR);                 \
+    }                                                                                                                  \
     size_t ISA_NAME(conv_winograd_##V##_bwd_data_weights_floats__)(const incv3_conv_shape *s)                          \
-    {                                                                                                                 \
-        return wg_u_floats(MH, RH, MW, RW, s->k, s->c);                                                               \
-    }                                                                                                                 \
+    {                                                                                                                  \
+        return wg_u_floats(MH, RH, MW, RW, s->k, s->c);                                                                \
+    }                                                                                                                  \
     void ISA_NAME(conv_winograd_##V##_pack_bwd_data__)(const incv3_conv_shape *s, const float *w8i8o, float *u)        \
-    {                                                                                                                 \
-        _Pragma("omp parallel")                                                                                       \
-            wg_pack(MH, RH, MW, RW, s, w8i8o, u, 1, "conv_winograd_" #V "_pack_bwd_data__" KERNEL_ISA_STR);               \
-    }                                                                                                                 \
+    {                                                                                                                  \
+        _Pragma("omp parallel")                                                                                        \
+            wg_pack(MH, RH, MW, RW, s, w8i8o, u, 1, "conv_winograd_" #V "_pack_bwd_data__" KERNEL_ISA_STR);            \
+    }                                                                                                                  \
     void ISA_NAME(conv_fwd_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c, const float *u,          \
-                                                float *y8c)                                                          \
-    {                                                                                                                 \
-        const wg_plan p = wg_make_plan(MH, RH, MW, RW, s);                                                            \
-        _Pragma("omp parallel")                                                                                       \
-            wg_run(MH, RH, MW, RW, &p, x8c, u, y8c, WG_EPI_NONE, NULL, "conv_fwd_f32_winograd_" #V "__" KERNEL_ISA_STR);  \
-    }                                                                                                                 \
+                                                float *y8c)                                                            \
+    {                                                                                                                  \
+        const wg_plan p = wg_make_plan(MH, RH, MW, RW, s);                                                             \
+        _Pragma("omp parallel")                                                                                        \
+            wg_run(MH, RH, MW, RW, &p, x8c, u, y8c, WG_EPI_NONE, NULL,                                                 \
+                   "conv_fwd_f32_winograd_" #V "__" KERNEL_ISA_STR);                                                   \
+    }                                                                                                                  \
     void ISA_NAME(conv_bwd_data_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *dy8c, const float *u,    \
-                                                     float *dx8c, int accumulate)                                    \
-    {                                                                                                                 \
-        const incv3_conv_shape b = wg_bwd_shape(s);                                                                   \
-        const wg_plan p = wg_make_plan(MH, RH, MW, RW, &b);                                                           \
-        const char *who = "conv_bwd_data_f32_winograd_" #V "__" KERNEL_ISA_STR;                                           \
-        if (accumulate) {                                                                                             \
-            _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, dy8c, u, dx8c, WG_EPI_ADD, NULL, who);                 \
-        } else {                                                                                                      \
-            _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, dy8c, u, dx8c, WG_EPI_NONE, NULL, who);                \
-        }                                                                                                             \
-    }                                                                                                                 \
-    void ISA_NAME(conv_fwd_stats_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c, const float *u,   \
-                                                      float *y8c, double *sum, double *sumsq)                        \
-    {                                                                                                                 \
-        const char *who = "conv_fwd_stats_f32_winograd_" #V "__" KERNEL_ISA_STR;                                          \
-        const wg_plan p = wg_make_plan(MH, RH, MW, RW, s);                                                            \
-        const wg_epi_args ea = {wg_stats_alloc(&p, who), NULL, NULL};                                                 \
-        _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, x8c, u, y8c, WG_EPI_STATS, &ea, who);                      \
-        wg_stats_reduce(&p, ea.part, sum, sumsq);                                                                     \
-        free(ea.part);                                                                                                \
-    }                                                                                                                 \
-    void ISA_NAME(conv_bn_relu_fwd_infer_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c,           \
-                                                              const float *u, float *y8c, const float *gamma,        \
-                                                              const float *beta, const float *mean,                  \
-                                                              const float *var, float eps)                           \
-    {                                                                                                                 \
-        const char *who = "conv_bn_relu_fwd_infer_f32_winograd_" #V "__" KERNEL_ISA_STR;                                  \
-        const wg_plan p = wg_make_plan(MH, RH, MW, RW, s);                                                            \
-        float *coef = wg_bn_coef(s, gamma, beta, mean, var, eps, who);                                                \
-        const wg_epi_args ea = {NULL, coef, coef + (size_t)p.kb * WG_BLK};                                            \
-        _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, x8c, u, y8c, WG_EPI_BN_RELU, &ea, who);                    \
-        free(coef);                                                                                                   \
+                                                     float *dx8c, int accumulate)                                      \
+    {                                                                                                                  \
+        const incv3_conv_shape b = wg_bwd_shape(s);                                                                    \
+        const wg_plan p = wg_make_plan(MH, RH, MW, RW, &b);                                                            \
+        const char *who = "conv_bwd_data_f32_winograd_" #V "__" KERNEL_ISA_STR;                                        \
+        if (accumulate) {                                                                                              \
+            _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, dy8c, u, dx8c, WG_EPI_ADD, NULL, who);                  \
+        } else {                                                                                                       \
+            _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, dy8c, u, dx8c, WG_EPI_NONE, NULL, who);                 \
+        }                                                                                                              \
+    }                                                                                                                  \
+    void ISA_NAME(conv_fwd_stats_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c, const float *u,    \
+                                                      float *y8c, double *sum, double *sumsq)                          \
+    {                                                                                                                  \
+        const char *who = "conv_fwd_stats_f32_winograd_" #V "__" KERNEL_ISA_STR;                                       \
+        const wg_plan p = wg_make_plan(MH, RH, MW, RW, s);                                                             \
+        const wg_epi_args ea = {wg_stats_alloc(&p, who), NULL, NULL};                                                  \
+        _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, x8c, u, y8c, WG_EPI_STATS, &ea, who);                       \
+        wg_stats_reduce(&p, ea.part, sum, sumsq);                                                                      \
+        free(ea.part);                                                                                                 \
+    }                                                                                                                  \
+    void ISA_NAME(conv_bn_relu_fwd_infer_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c,            \
+                                                              const float *u, float *y8c, const float *gamma,          \
+                                                              const float *beta, const float *mean,                    \
+                                                              const float *var, float eps)                             \
+    {                                                                                                                  \
+        const char *who = "conv_bn_relu_fwd_infer_f32_winograd_" #V "__" KERNEL_ISA_STR;                               \
+        const wg_plan p = wg_make_plan(MH, RH, MW, RW, s);                                                             \
+        float *coef = wg_bn_coef(s, gamma, beta, mean, var, eps, who);                                                 \
+        const wg_epi_args ea = {NULL, coef, coef + (size_t)p.kb * WG_BLK};                                             \
+        _Pragma("omp parallel") wg_run(MH, RH, MW, RW, &p, x8c, u, y8c, WG_EPI_BN_RELU, &ea, who);                     \
+        free(coef);                                                                                                    \
     }
 
 /* Every variant, the same set on every ISA. */
-#define WG_DEFINE_ALL()                                                                                               \
-    /*        tag       MH RH MW RW */                                                                                \
-    WG_DEFINE(f2x2_3x3, 2, 3, 2, 3)                                                                                   \
-    WG_DEFINE(f4x4_3x3, 4, 3, 4, 3)                                                                                   \
-    WG_DEFINE(f6x6_3x3, 6, 3, 6, 3)                                                                                   \
-    WG_DEFINE(f2_1x3, 1, 1, 2, 3)                                                                                     \
-    WG_DEFINE(f4_1x3, 1, 1, 4, 3)                                                                                     \
-    WG_DEFINE(f2_3x1, 2, 3, 1, 1)                                                                                     \
-    WG_DEFINE(f4_3x1, 4, 3, 1, 1)                                                                                     \
-    WG_DEFINE(f2_1x7, 1, 1, 2, 7)                                                                                     \
-    WG_DEFINE(f4_1x7, 1, 1, 4, 7)                                                                                     \
-    WG_DEFINE(f2_7x1, 2, 7, 1, 1)                                                                                     \
+#define WG_DEFINE_ALL()                                                                                                \
+    /*        tag       MH RH MW RW */                                                                                 \
+    WG_DEFINE(f2x2_3x3, 2, 3, 2, 3)                                                                                    \
+    WG_DEFINE(f4x4_3x3, 4, 3, 4, 3)                                                                                    \
+    WG_DEFINE(f6x6_3x3, 6, 3, 6, 3)                                                                                    \
+    WG_DEFINE(f2_1x3, 1, 1, 2, 3)                                                                                      \
+    WG_DEFINE(f4_1x3, 1, 1, 4, 3)                                                                                      \
+    WG_DEFINE(f2_3x1, 2, 3, 1, 1)                                                                                      \
+    WG_DEFINE(f4_3x1, 4, 3, 1, 1)                                                                                      \
+    WG_DEFINE(f2_1x7, 1, 1, 2, 7)                                                                                      \
+    WG_DEFINE(f4_1x7, 1, 1, 4, 7)                                                                                      \
+    WG_DEFINE(f2_7x1, 2, 7, 1, 1)                                                                                      \
     WG_DEFINE(f4_7x1, 4, 7, 1, 1)
 
 #endif
