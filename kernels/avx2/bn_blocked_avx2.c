@@ -10,6 +10,9 @@
  * Per-channel parameters are copied into 8-wide lane arrays (zero past c), so the kernels never read or
  * write parameter arrays past c; every output vector is masked with the block's lane mask so padding lanes
  * come out as exactly zero.
+ *
+ * The loop over channel blocks and the per-channel coefficients are common/bn_blocked_driver.h, shared by
+ * the ISAs; this file holds the block reductions and sweeps.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -19,20 +22,6 @@
 #include "avx2/bn_reduce_avx2.h"
 
 #define BLK 8
-
-/* dst[l] = src[cb*8 + l] for real lanes, 0 otherwise. */
-static void load_lanes(const float *src, int c, int cb, float *dst)
-{
-    for (int l = 0; l < BLK; l++)
-        dst[l] = cb * BLK + l < c ? src[cb * BLK + l] : 0.0f;
-}
-
-/* dst[cb*8 + l] = src[l] for real lanes only. */
-static void store_lanes(const double *src, int c, int cb, float *dst)
-{
-    for (int l = 0; l < BLK && cb * BLK + l < c; l++)
-        dst[cb * BLK + l] = (float)src[l];
-}
 
 /* Per-lane sum over the block (all images) of x, in double. */
 static void block_sum(const float *x, size_t hw, int N, size_t img_stride, double out[BLK])
@@ -135,60 +124,6 @@ static void block_normalize(const float *x, float *y, size_t hw, int N, size_t i
     }
 }
 
-void bn_fwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const float *gamma, const float *beta, float eps,
-                                    float *y, float *mean, float *var)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-    const double m = (double)d.n * (double)hw;
-
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        const float *xb = x + (size_t)cb * blk_stride;
-        float g[BLK], b[BLK], mhi[BLK], mlo[BLK], sc[BLK], sh[BLK];
-        double sum[BLK], mu[BLK], ss[BLK], v[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(beta, d.c, cb, b);
-        block_sum(xb, hw, d.n, img_stride, sum);
-        for (int l = 0; l < BLK; l++)
-            mu[l] = sum[l] / m;
-        block_sqdev(xb, hw, d.n, img_stride, mu, ss);
-        for (int l = 0; l < BLK; l++) {
-            v[l] = ss[l] / m;
-            const double invstd = 1.0 / sqrt(v[l] + (double)eps);
-            mhi[l] = (float)mu[l];
-            mlo[l] = (float)(mu[l] - (double)mhi[l]);
-            sc[l] = (float)((double)g[l] * invstd);
-            sh[l] = b[l];
-        }
-        block_normalize(xb, y + (size_t)cb * blk_stride, hw, d.n, img_stride, _mm256_loadu_ps(mhi),
-                        _mm256_loadu_ps(mlo), _mm256_loadu_ps(sc), _mm256_loadu_ps(sh), lane_mask(d.c, cb));
-        store_lanes(mu, d.c, cb, mean);
-        store_lanes(v, d.c, cb, var);
-    }
-}
-
-void bn_fwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const float *gamma, const float *beta,
-                                    const float *mean, const float *var, float eps, float *y)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        float g[BLK], b[BLK], mu[BLK], v[BLK], sc[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(beta, d.c, cb, b);
-        load_lanes(mean, d.c, cb, mu);
-        load_lanes(var, d.c, cb, v);
-        for (int l = 0; l < BLK; l++)
-            sc[l] = (float)((double)g[l] / sqrt((double)v[l] + (double)eps));
-        block_normalize(x + (size_t)cb * blk_stride, y + (size_t)cb * blk_stride, hw, d.n, img_stride,
-                        _mm256_loadu_ps(mu), _mm256_setzero_ps(), _mm256_loadu_ps(sc), _mm256_loadu_ps(b),
-                        lane_mask(d.c, cb));
-    }
-}
-
 /* dx (+)= a * dy + (b * (x - mu) + c), masked. */
 static void block_dx(const float *x, const float *dy, float *dx, size_t hw, int N, size_t img_stride, __m256 mu,
                      __m256 a, __m256 b, __m256 c, __m256 mask, int accumulate)
@@ -218,62 +153,9 @@ static void block_dx_scale(const float *dy, float *dx, size_t hw, int N, size_t 
     }
 }
 
-void bn_bwd_train_f32_blocked__avx2(incv3_dims d, const float *x, const float *dy, const float *gamma,
-                                    const float *mean, const float *var, float eps, float *dx, float *dgamma,
-                                    float *dbeta, int accumulate)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-    const double m = (double)d.n * (double)hw;
+#define bn_vload(p) _mm256_loadu_ps(p)
+#define bn_vzero() _mm256_setzero_ps()
+#define bn_vmask(c, cb) lane_mask(c, cb)
+#define KERNEL_ISA avx2
 
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        const size_t off = (size_t)cb * blk_stride;
-        float g[BLK], mu[BLK], v[BLK], a[BLK], b[BLK], c[BLK];
-        double sdy[BLK], sdyx[BLK], dg[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(mean, d.c, cb, mu);
-        load_lanes(var, d.c, cb, v);
-        block_grad_sums(x + off, dy + off, hw, d.n, img_stride, mu, sdy, sdyx);
-        for (int l = 0; l < BLK; l++) {
-            const double invstd = 1.0 / sqrt((double)v[l] + (double)eps);
-            dg[l] = sdyx[l] * invstd; /* sum dy * xhat */
-            /* dx = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma) = a*dy + b*(x - mu) + c */
-            const double k = (double)g[l] * invstd;
-            a[l] = (float)k;
-            b[l] = (float)(-k * invstd * dg[l] / m);
-            c[l] = (float)(-k * sdy[l] / m);
-        }
-        block_dx(x + off, dy + off, dx + off, hw, d.n, img_stride, _mm256_loadu_ps(mu), _mm256_loadu_ps(a),
-                 _mm256_loadu_ps(b), _mm256_loadu_ps(c), lane_mask(d.c, cb), accumulate);
-        store_lanes(dg, d.c, cb, dgamma);
-        store_lanes(sdy, d.c, cb, dbeta);
-    }
-}
-
-void bn_bwd_infer_f32_blocked__avx2(incv3_dims d, const float *x, const float *dy, const float *gamma,
-                                    const float *mean, const float *var, float eps, float *dx, float *dgamma,
-                                    float *dbeta, int accumulate)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        const size_t off = (size_t)cb * blk_stride;
-        float g[BLK], mu[BLK], v[BLK], a[BLK];
-        double sdy[BLK], sdyx[BLK], dg[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(mean, d.c, cb, mu);
-        load_lanes(var, d.c, cb, v);
-        block_grad_sums(x + off, dy + off, hw, d.n, img_stride, mu, sdy, sdyx);
-        for (int l = 0; l < BLK; l++) {
-            const double invstd = 1.0 / sqrt((double)v[l] + (double)eps);
-            dg[l] = sdyx[l] * invstd;
-            a[l] = (float)((double)g[l] * invstd);
-        }
-        block_dx_scale(dy + off, dx + off, hw, d.n, img_stride, _mm256_loadu_ps(a), lane_mask(d.c, cb), accumulate);
-        store_lanes(dg, d.c, cb, dgamma);
-        store_lanes(sdy, d.c, cb, dbeta);
-    }
-}
+#include "common/bn_blocked_driver.h"

@@ -129,61 +129,17 @@ static const conv_strip_fn strip_table[7][2][MAX_UR] = {
     {TABLE_B1(4), TABLE_B2(4)}, {TABLE_B1(5), TABLE_B2(5)}, {TABLE_B1(6), TABLE_B2(6)},
 };
 
-const conv_strip_fn *conv_strip_table_avx2(int x_pix_blocks, int nob, int few_channels)
+/* One pixel of 8 floats: zeros, or a copy of s. */
+static inline void strip_pix_zero(float *d)
 {
-    const int v = x_pix_blocks >= 0 && x_pix_blocks <= 2 ? x_pix_blocks : 0;
-    return strip_table[few_channels ? 4 + v : v][nob - 1];
+    _mm256_storeu_ps(d, _mm256_setzero_ps());
 }
 
-const conv_strip_fn *conv_strip_table_reversed_avx2(int nob)
+static inline void strip_pix_copy(float *d, const float *s)
 {
-    return strip_table[3][nob - 1];
+    _mm256_storeu_ps(d, _mm256_loadu_ps(s));
 }
 
-void conv_strip_run_avx2(conv_strip_args *a, int npix, int ur_max, const conv_strip_fn *fns)
-{
-    const float *x = a->x;
-    float *y = a->y;
-    const int nstrips = (npix + ur_max - 1) / ur_max;
-    const int base = npix / nstrips, wider = npix % nstrips;
-    for (int t = 0, p = 0; t < nstrips; t++) {
-        const int ur = base + (t < wider);
-        a->x = x + p * a->x_pix;
-        a->y = y + (size_t)p * a->y_pix;
-        fns[ur - 1](a);
-        p += ur;
-    }
-    a->x = x;
-    a->y = y;
-}
+#define KERNEL_ISA avx2
 
-void conv_strip_copy_cols_avx2(float *dst, const float *src, int ncb, int nr, int col0, int ncols, int width,
-                               ptrdiff_t src_cb, ptrdiff_t src_row)
-{
-    /* [lo, hi): the columns inside the source; all-padding copies (huge pads) give lo == hi. */
-    int lo = col0 < 0 ? -col0 : 0, hi = width - col0;
-    if (lo > ncols)
-        lo = ncols;
-    if (hi > ncols)
-        hi = ncols;
-    if (hi < lo)
-        hi = lo;
-    for (int cb = 0; cb < ncb; cb++) {
-        for (int r = 0; r < nr; r++) {
-            float *d = dst + ((size_t)cb * nr + r) * ncols * BLK;
-            const float *s = src + cb * src_cb + r * src_row;
-            for (int j = 0; j < lo; j++)
-                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
-            for (int j = lo; j < hi; j++)
-                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_loadu_ps(s + (ptrdiff_t)(col0 + j) * BLK));
-            for (int j = hi; j < ncols; j++)
-                _mm256_storeu_ps(d + (size_t)j * BLK, _mm256_setzero_ps());
-        }
-    }
-}
-
-void conv_strip_zero_pixels_avx2(float *y, int count, size_t step)
-{
-    for (int p = 0; p < count; p++)
-        _mm256_storeu_ps(y + (size_t)p * step, _mm256_setzero_ps());
-}
+#include "common/conv_strip_driver.h"

@@ -11,30 +11,13 @@
 
 #include <stddef.h>
 
-#define CONV_STRIP_BLK 8
+#include "common/conv_strip.h"
+
 #define CONV_STRIP_MAX_UR 12
 /* Two output blocks use at most 6 pixels (12 accumulators + 2 weights + 1 broadcast = 15 ymm); one block
  * allows 12 pixels. */
 #define CONV_STRIP_UR_B2 6
 #define CONV_STRIP_UR_B1 12
-
-typedef struct conv_strip_args {
-    const float *x; /* input at (first chunk block, first valid kernel row, pixel 0's first tap) */
-    const float *w; /* weights at (output block, first chunk block, first valid kernel row, first tap) */
-    float *y;       /* output at (output block, row, pixel 0) */
-    int ncb;        /* input-channel blocks in this chunk */
-    int nr;         /* valid kernel rows */
-    int nq;         /* taps per kernel row */
-    int nci;        /* input channels per block, for the few-channel kernels (1..8) */
-    ptrdiff_t x_cb, x_row, x_pix; /* floats between input blocks / valid rows / pixels */
-    ptrdiff_t w_cb, w_row;        /* floats between weight input blocks / valid rows */
-    ptrdiff_t w_tap;              /* floats between weight taps (reversed-tap kernels only) */
-    size_t w_ob;                         /* floats between the two output blocks of the weights */
-    size_t y_pix, y_ob;           /* floats between output pixels (8 for forward taps) / output blocks */
-    int init;                            /* 1: start from zero, 0: add to y */
-} conv_strip_args;
-
-typedef void (*conv_strip_fn)(const conv_strip_args *a);
 
 /* Forward-tap strip kernels (tap q reads x + 8q, weights + 64q) for pixels x_pix floats apart:
  * x_pix_blocks 1 or 2 (x_pix = 8 or 16, compiled with the offsets as immediates) or 0 (any a->x_pix).

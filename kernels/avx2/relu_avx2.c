@@ -6,11 +6,6 @@
 
 #include "avx2/avx2_layers.h"
 
-/* Below this many floats the fork/join of a parallel region costs more than the work. */
-#define RELU_PAR_MIN ((size_t)1 << 15)
-/* Floats per chunk handed to a thread (a multiple of 32). */
-#define RELU_CHUNK ((size_t)4096)
-
 static void relu_fwd_range(const float *x, float *y, size_t lo, size_t hi)
 {
     const __m256 z = _mm256_setzero_ps();
@@ -48,30 +43,6 @@ static void relu_bwd_range(const float *y, const float *dy, float *dx, size_t lo
     }
 }
 
-void relu_fwd_f32__avx2(size_t count, const float *x, float *y)
-{
-    if (count < RELU_PAR_MIN) {
-        relu_fwd_range(x, y, 0, count);
-        return;
-    }
-    const long chunks = (long)((count + RELU_CHUNK - 1) / RELU_CHUNK);
-#pragma omp parallel for schedule(static)
-    for (long k = 0; k < chunks; k++) {
-        const size_t lo = (size_t)k * RELU_CHUNK, hi = lo + RELU_CHUNK < count ? lo + RELU_CHUNK : count;
-        relu_fwd_range(x, y, lo, hi);
-    }
-}
+#define KERNEL_ISA avx2
 
-void relu_bwd_f32__avx2(size_t count, const float *y, const float *dy, float *dx, int accumulate)
-{
-    if (count < RELU_PAR_MIN) {
-        relu_bwd_range(y, dy, dx, 0, count, accumulate);
-        return;
-    }
-    const long chunks = (long)((count + RELU_CHUNK - 1) / RELU_CHUNK);
-#pragma omp parallel for schedule(static)
-    for (long k = 0; k < chunks; k++) {
-        const size_t lo = (size_t)k * RELU_CHUNK, hi = lo + RELU_CHUNK < count ? lo + RELU_CHUNK : count;
-        relu_bwd_range(y, dy, dx, lo, hi, accumulate);
-    }
-}
+#include "common/relu_driver.h"

@@ -12,6 +12,9 @@
  * Per-channel parameters are copied into 8-wide lane arrays (zero past c), so the kernels never read or
  * write parameter arrays past c; every output is masked with the block's lane mask so padding lanes come
  * out as exactly zero.
+ *
+ * The loop over channel blocks and the per-channel coefficients are common/bn_blocked_driver.h, shared by
+ * the ISAs; this file holds the block reductions and sweeps.
  */
 #include <arm_neon.h>
 #include <math.h>
@@ -21,20 +24,6 @@
 #include "neon/neon_layers.h"
 
 #define BLK 8
-
-/* dst[l] = src[cb*8 + l] for real lanes, 0 otherwise. */
-static void load_lanes(const float *src, int c, int cb, float *dst)
-{
-    for (int l = 0; l < BLK; l++)
-        dst[l] = cb * BLK + l < c ? src[cb * BLK + l] : 0.0f;
-}
-
-/* dst[cb*8 + l] = src[l] for real lanes only. */
-static void store_lanes(const double *src, int c, int cb, float *dst)
-{
-    for (int l = 0; l < BLK && cb * BLK + l < c; l++)
-        dst[cb * BLK + l] = (float)src[l];
-}
 
 /* Per-lane sum over the block (all images) of x, in double. */
 static void block_sum(const float *x, size_t hw, int N, size_t img_stride, double out[BLK])
@@ -111,62 +100,6 @@ static void block_normalize(const float *x, float *y, size_t hw, int N, size_t i
     }
 }
 
-void bn_fwd_train_f32_blocked__neon(incv3_dims d, const float *x, const float *gamma, const float *beta, float eps,
-                                    float *y, float *mean, float *var)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-    const double m = (double)d.n * (double)hw;
-
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        const float *xb = x + (size_t)cb * blk_stride;
-        float g[BLK], b[BLK], mhi[BLK], mlo[BLK], sc[BLK];
-        double sum[BLK], mu[BLK], ss[BLK], v[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(beta, d.c, cb, b);
-        block_sum(xb, hw, d.n, img_stride, sum);
-        for (int l = 0; l < BLK; l++)
-            mu[l] = sum[l] / m;
-        block_sqdev(xb, hw, d.n, img_stride, mu, ss);
-        for (int l = 0; l < BLK; l++) {
-            v[l] = ss[l] / m;
-            const double invstd = 1.0 / sqrt(v[l] + (double)eps);
-            /* The mean split into a float and its float remainder keeps x - mean accurate to about
-             * double's digits when the mean is large against the spread. */
-            mhi[l] = (float)mu[l];
-            mlo[l] = (float)(mu[l] - (double)mhi[l]);
-            sc[l] = (float)((double)g[l] * invstd);
-        }
-        block_normalize(xb, y + (size_t)cb * blk_stride, hw, d.n, img_stride, bn_ld8(mhi), bn_ld8(mlo), bn_ld8(sc),
-                        bn_ld8(b), bn_lane_mask(d.c, cb));
-        store_lanes(mu, d.c, cb, mean);
-        store_lanes(v, d.c, cb, var);
-    }
-}
-
-void bn_fwd_infer_f32_blocked__neon(incv3_dims d, const float *x, const float *gamma, const float *beta,
-                                    const float *mean, const float *var, float eps, float *y)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        float g[BLK], b[BLK], mu[BLK], v[BLK], sc[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(beta, d.c, cb, b);
-        load_lanes(mean, d.c, cb, mu);
-        load_lanes(var, d.c, cb, v);
-        for (int l = 0; l < BLK; l++)
-            sc[l] = (float)((double)g[l] / sqrt((double)v[l] + (double)eps));
-        const float32x4_t z = vdupq_n_f32(0.0f);
-        const bn_v8 zero = {z, z};
-        block_normalize(x + (size_t)cb * blk_stride, y + (size_t)cb * blk_stride, hw, d.n, img_stride, bn_ld8(mu),
-                        zero, bn_ld8(sc), bn_ld8(b), bn_lane_mask(d.c, cb));
-    }
-}
-
 /* dx (+)= a * dy + (b * (x - mu) + c), masked. */
 static void block_dx(const float *x, const float *dy, float *dx, size_t hw, int N, size_t img_stride, bn_v8 mu,
                      bn_v8 a, bn_v8 b, bn_v8 c, bn_m8 mask, int accumulate)
@@ -200,62 +133,16 @@ static void block_dx_scale(const float *dy, float *dx, size_t hw, int N, size_t 
     }
 }
 
-void bn_bwd_train_f32_blocked__neon(incv3_dims d, const float *x, const float *dy, const float *gamma,
-                                    const float *mean, const float *var, float eps, float *dx, float *dgamma,
-                                    float *dbeta, int accumulate)
+static inline bn_v8 bn_zero8(void)
 {
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
-    const double m = (double)d.n * (double)hw;
-
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        const size_t off = (size_t)cb * blk_stride;
-        float g[BLK], mu[BLK], v[BLK], a[BLK], b[BLK], c[BLK];
-        double sdy[BLK], sdyx[BLK], dg[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(mean, d.c, cb, mu);
-        load_lanes(var, d.c, cb, v);
-        block_grad_sums(x + off, dy + off, hw, d.n, img_stride, mu, sdy, sdyx);
-        for (int l = 0; l < BLK; l++) {
-            const double invstd = 1.0 / sqrt((double)v[l] + (double)eps);
-            dg[l] = sdyx[l] * invstd; /* sum dy * xhat */
-            /* dx = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma) = a*dy + b*(x - mu) + c */
-            const double k = (double)g[l] * invstd;
-            a[l] = (float)k;
-            b[l] = (float)(-k * invstd * dg[l] / m);
-            c[l] = (float)(-k * sdy[l] / m);
-        }
-        block_dx(x + off, dy + off, dx + off, hw, d.n, img_stride, bn_ld8(mu), bn_ld8(a), bn_ld8(b), bn_ld8(c),
-                 bn_lane_mask(d.c, cb), accumulate);
-        store_lanes(dg, d.c, cb, dgamma);
-        store_lanes(sdy, d.c, cb, dbeta);
-    }
+    const float32x4_t z = vdupq_n_f32(0.0f);
+    const bn_v8 zero = {z, z};
+    return zero;
 }
 
-void bn_bwd_infer_f32_blocked__neon(incv3_dims d, const float *x, const float *dy, const float *gamma,
-                                    const float *mean, const float *var, float eps, float *dx, float *dgamma,
-                                    float *dbeta, int accumulate)
-{
-    const int CB = (d.c + BLK - 1) / BLK;
-    const size_t hw = (size_t)d.h * d.w, blk_stride = hw * BLK, img_stride = (size_t)CB * blk_stride;
+#define bn_vload(p) bn_ld8(p)
+#define bn_vzero() bn_zero8()
+#define bn_vmask(c, cb) bn_lane_mask(c, cb)
+#define KERNEL_ISA neon
 
-#pragma omp parallel for schedule(static)
-    for (int cb = 0; cb < CB; cb++) {
-        const size_t off = (size_t)cb * blk_stride;
-        float g[BLK], mu[BLK], v[BLK], a[BLK];
-        double sdy[BLK], sdyx[BLK], dg[BLK];
-        load_lanes(gamma, d.c, cb, g);
-        load_lanes(mean, d.c, cb, mu);
-        load_lanes(var, d.c, cb, v);
-        block_grad_sums(x + off, dy + off, hw, d.n, img_stride, mu, sdy, sdyx);
-        for (int l = 0; l < BLK; l++) {
-            const double invstd = 1.0 / sqrt((double)v[l] + (double)eps);
-            dg[l] = sdyx[l] * invstd;
-            a[l] = (float)((double)g[l] * invstd);
-        }
-        block_dx_scale(dy + off, dx + off, hw, d.n, img_stride, bn_ld8(a), bn_lane_mask(d.c, cb), accumulate);
-        store_lanes(dg, d.c, cb, dgamma);
-        store_lanes(sdy, d.c, cb, dbeta);
-    }
-}
+#include "common/bn_blocked_driver.h"

@@ -21,17 +21,15 @@
 
 #include "neon/bn_reduce_neon.h"
 #include "neon/neon_fused.h"
+#include "alloc.h"
 
 #define BLK 8
 
 static void *xmalloc(size_t bytes, const char *who)
 {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "%s: out of memory for %zu bytes of scratch\n", who, bytes);
-        abort();
-    }
-    return p;
+    char what[160];
+    snprintf(what, sizeof what, "the scratch of %s", who);
+    return incv3_mem_must(bytes, 0, what);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "neon/neon_fused.h"
+#include "alloc.h"
 
 #define BLK 8
 /* Doubles of one row partial: sums of the row's two blocks (16), then sums of squares (16). */
@@ -26,12 +27,9 @@
 
 static void *xmalloc(size_t bytes, const char *who)
 {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "%s: out of memory for %zu bytes of scratch\n", who, bytes);
-        abort();
-    }
-    return p;
+    char what[160];
+    snprintf(what, sizeof what, "the scratch of %s", who);
+    return incv3_mem_must(bytes, 0, what);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */

@@ -14,16 +14,15 @@
  *
  * Input-channel blocks are processed in chunks sized so that the weights of a chunk stay in L1 while the
  * strips of the row sweep over it; between chunks the partial sums go through y.
+ *
+ * The driver is common/conv_fwd_direct_driver.h, shared by the ISAs; this file sets its
+ * parameters and the strip kernels it calls (conv_strip_neon.c).
  */
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "neon/neon_fused.h"
 #include "neon/neon_kernels.h"
 #include "neon/conv_strip_neon.h"
-
-#define BLK CONV_STRIP_NEON_BLK
 
 /* Bytes of weights (for both output blocks) that one input-channel chunk may occupy; about half of the
  * smallest common AArch64 L1D (32 KiB on Cortex-A7x and Neoverse N1; 64 KiB on Neoverse V1/V2, Apple
@@ -32,144 +31,9 @@
 #ifndef CONV_NEON_W_CHUNK_BYTES
 #define CONV_NEON_W_CHUNK_BYTES (16 * 1024)
 #endif
+#define CONV_FWD_W_CHUNK_BYTES CONV_NEON_W_CHUNK_BYTES
 
-/* The driver, run by every thread of the caller's parallel region (its loop is an orphaned `omp for`).
- * `hook`, when not NULL, is called once per (image, block pair, output row) after the row's last chunk
- * has written its final values (see neon_fused.h). Each entry point opens its own parallel region and
- * inlines this with its own hook, so the plain convolution's code carries no hook at all. */
-static inline __attribute__((always_inline)) void conv_fwd_driver(const incv3_conv_shape *s, const float *x8c,
-                                                                  const float *w8i8o, float *y8c,
-                                                                  conv_fwd_neon_row_hook hook, void *hook_ctx)
-{
-    const int N = s->n, H = s->h, W = s->w, KH = s->kh, KW = s->kw;
-    const int SH = s->stride_h, SW = s->stride_w, PT = s->pad_top, PL = s->pad_left;
-    const int OH = s->oh, OW = s->ow;
-    const int CB = (s->c + BLK - 1) / BLK, KB = (s->k + BLK - 1) / BLK;
-    const int KBP = (KB + 1) / 2;
+#define KERNEL_ISA neon
+#define KERNEL_ISA_STR "neon"
 
-    const size_t x_row = (size_t)W * BLK, x_cb = (size_t)H * x_row, x_img = (size_t)CB * x_cb;
-    const size_t w_cb = (size_t)KH * KW * BLK * BLK, w_ob = (size_t)CB * w_cb;
-    const size_t y_row = (size_t)OW * BLK, y_ob = (size_t)OH * y_row, y_img = (size_t)KB * y_ob;
-
-    /* Interior columns [ow_lo, ow_hi): every kernel column reads inside [0, W). */
-    int ow_lo = (PL + SW - 1) / SW;
-    int ow_hi = W - KW + PL < 0 ? 0 : (W - KW + PL) / SW + 1;
-    if (ow_lo > OW)
-        ow_lo = OW;
-    if (ow_hi > OW)
-        ow_hi = OW;
-    if (ow_hi < ow_lo)
-        ow_hi = ow_lo;
-
-    const int x_pix_blocks = SW <= 2 ? SW : 0;
-    const size_t w_bytes_per_cb = 2 * w_cb * sizeof(float);
-    int cb_chunk = (int)(CONV_NEON_W_CHUNK_BYTES / w_bytes_per_cb);
-    if (cb_chunk < 1)
-        cb_chunk = 1;
-    if (cb_chunk > CB)
-        cb_chunk = CB;
-
-    /* A border region may grow to the whole row (see below), so the scratch is sized for OW pixels. */
-    const size_t scratch_floats =
-        ow_lo > 0 || ow_hi < OW ? (size_t)cb_chunk * KH * ((size_t)(OW - 1) * SW + KW) * BLK : 0;
-
-    {
-        float *scratch = NULL;
-        if (scratch_floats) {
-            scratch = malloc(scratch_floats * sizeof *scratch);
-            if (!scratch) {
-                fprintf(stderr, "conv_fwd_f32_direct__neon: out of memory for %zu floats of scratch\n", scratch_floats);
-                abort();
-            }
-        }
-#pragma omp for collapse(3) schedule(static)
-        for (int n = 0; n < N; n++) {
-            for (int kbp = 0; kbp < KBP; kbp++) {
-                for (int oh = 0; oh < OH; oh++) {
-                    const int kb = 2 * kbp;
-                    const int nob = KB - kb >= 2 ? 2 : 1;
-                    const int ur_max = nob == 2 ? CONV_STRIP_NEON_UR_B2 : CONV_STRIP_NEON_UR_B1;
-                    float *yrow = y8c + (size_t)n * y_img + (size_t)kb * y_ob + (size_t)oh * y_row;
-
-                    const int ih0 = oh * SH - PT;
-                    const int r0 = ih0 < 0 ? -ih0 : 0;
-                    const int r1 = H - ih0 < KH ? H - ih0 : KH;
-                    const int nr = r1 - r0;
-                    if (nr <= 0) { /* the whole window lies in vertical padding */
-                        for (int b = 0; b < nob; b++)
-                            conv_strip_zero_pixels_neon(yrow + (size_t)b * y_ob, OW, BLK);
-                        if (hook)
-                            hook(hook_ctx, n, kbp, oh, nob, yrow, y_ob);
-                        continue;
-                    }
-                    const float *xrow = x8c + (size_t)n * x_img + (size_t)(ih0 + r0) * x_row;
-                    const float *wblk = w8i8o + (size_t)kb * w_ob + (size_t)r0 * KW * BLK * BLK;
-
-                    const conv_strip_neon_fn *fns = conv_strip_table_neon(x_pix_blocks, nob, s->c < BLK);
-                    /* Row regions: [0, lb) left border, [lb, rb) interior, [rb, OW) right border. A border
-                     * region is widened to a full strip taken from the interior, so that its one or two
-                     * padded pixels do not run as a latency-bound strip of their own; when the widened
-                     * borders meet, the whole row runs from the scratch copy. */
-                    int lb = ow_lo > 0 ? (ow_lo > ur_max ? ow_lo : ur_max) : 0;
-                    int rb = ow_hi < OW ? (OW - ow_hi > ur_max ? ow_hi : OW - ur_max) : OW;
-                    if (lb > OW || rb < 0 || lb > rb)
-                        lb = rb = OW;
-                    conv_strip_neon_args a;
-                    a.nr = nr;
-                    a.nq = KW;
-                    a.nci = s->c < BLK ? s->c : BLK;
-                    a.x_pix = (ptrdiff_t)SW * BLK;
-                    a.w_cb = (ptrdiff_t)w_cb;
-                    a.w_row = (ptrdiff_t)KW * BLK * BLK;
-                    a.w_ob = w_ob;
-                    a.y_pix = BLK;
-                    a.y_ob = y_ob;
-                    for (int cb0 = 0; cb0 < CB; cb0 += cb_chunk) {
-                        a.ncb = CB - cb0 < cb_chunk ? CB - cb0 : cb_chunk;
-                        a.init = cb0 == 0;
-                        a.w = wblk + (size_t)cb0 * w_cb;
-                        const float *xchunk = xrow + (size_t)cb0 * x_cb;
-                        /* Regions of the row: left border, interior, right border. */
-                        const int reg_lo[4] = {0, lb, rb, OW};
-                        for (int reg = 0; reg < 3; reg++) {
-                            const int npix = reg_lo[reg + 1] - reg_lo[reg];
-                            if (npix <= 0)
-                                continue;
-                            const int col0 = reg_lo[reg] * SW - PL;
-                            a.y = yrow + (size_t)reg_lo[reg] * BLK;
-                            if (reg == 1) {
-                                a.x = xchunk + (size_t)col0 * BLK;
-                                a.x_cb = (ptrdiff_t)x_cb;
-                                a.x_row = (ptrdiff_t)x_row;
-                            } else {
-                                const int ncols = (npix - 1) * SW + KW;
-                                conv_strip_copy_cols_neon(scratch, xchunk, a.ncb, nr, col0, ncols, W, (ptrdiff_t)x_cb,
-                                                          (ptrdiff_t)x_row);
-                                a.x = scratch;
-                                a.x_cb = (ptrdiff_t)nr * ncols * BLK;
-                                a.x_row = (ptrdiff_t)ncols * BLK;
-                            }
-                            conv_strip_run_neon(&a, npix, ur_max, fns);
-                        }
-                    }
-                    if (hook)
-                        hook(hook_ctx, n, kbp, oh, nob, yrow, y_ob);
-                }
-            }
-        }
-        free(scratch);
-    }
-}
-
-void conv_fwd_f32_direct__neon(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c)
-{
-#pragma omp parallel
-    conv_fwd_driver(s, x8c, w8i8o, y8c, NULL, NULL);
-}
-
-void conv_fwd_f32_direct_hooked__neon(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c,
-                                      conv_fwd_neon_row_hook hook, void *hook_ctx)
-{
-#pragma omp parallel
-    conv_fwd_driver(s, x8c, w8i8o, y8c, hook, hook_ctx);
-}
+#include "common/conv_fwd_direct_driver.h"

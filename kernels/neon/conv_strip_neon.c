@@ -12,8 +12,8 @@
 #pragma GCC optimize("no-schedule-insns")
 #endif
 
-#define BLK CONV_STRIP_NEON_BLK
-#define MAX_UR CONV_STRIP_NEON_MAX_UR
+#define BLK CONV_STRIP_BLK
+#define MAX_UR CONV_STRIP_MAX_UR
 
 /* One input channel (lane L of the x vectors of half H) into every accumulator: the weight row of that
  * channel is 2 q registers per output block, each reused by the ur pixels. The lane must be an immediate,
@@ -53,7 +53,7 @@
  * stride known at run time (convolution strides other than 1 and 2). Forward taps step x by +8, w by one
  * 8x8 tap and y by one pixel (constants, as in the AVX2 kernel: the 1x1 layers are dominated by this
  * loop's overhead); reversed taps (backward-data) step x by -8, w by a->w_tap and y by a->y_pix. */
-static inline __attribute__((always_inline)) void strip_body(const conv_strip_neon_args *a, const int ur,
+static inline __attribute__((always_inline)) void strip_body(const conv_strip_args *a, const int ur,
                                                              const int nob, const int xpb, const int reversed,
                                                              const int few)
 {
@@ -113,7 +113,7 @@ static inline __attribute__((always_inline)) void strip_body(const conv_strip_ne
 /* XPB 0, 1, 2: forward taps with that pixel stride; 3: reversed taps, pixel stride 1; 4, 5, 6: forward
  * taps with pixel stride 0 (run-time), 1, 2 and fewer than 8 input channels. */
 #define STRIP(UR, NOB, XPB)                                                                                            \
-    static void strip_u##UR##_b##NOB##_x##XPB(const conv_strip_neon_args *a)                                         \
+    static void strip_u##UR##_b##NOB##_x##XPB(const conv_strip_args *a)                                         \
     {                                                                                                                  \
         strip_body(a, UR, NOB, XPB == 3 ? 1 : XPB % 4, XPB == 3, XPB >= 4);                                           \
     }
@@ -162,77 +162,25 @@ STRIPS_B2(5)
 STRIPS_B2(6)
 
 /* [variant: see STRIP][nob - 1][ur - 1] */
-static const conv_strip_neon_fn strip_table[7][2][MAX_UR] = {
+static const conv_strip_fn strip_table[7][2][MAX_UR] = {
     {TABLE_B1(0), TABLE_B2(0)}, {TABLE_B1(1), TABLE_B2(1)}, {TABLE_B1(2), TABLE_B2(2)}, {TABLE_B1(3), TABLE_B2(3)},
     {TABLE_B1(4), TABLE_B2(4)}, {TABLE_B1(5), TABLE_B2(5)}, {TABLE_B1(6), TABLE_B2(6)},
 };
 
-const conv_strip_neon_fn *conv_strip_table_neon(int x_pix_blocks, int nob, int few_channels)
-{
-    const int v = x_pix_blocks >= 0 && x_pix_blocks <= 2 ? x_pix_blocks : 0;
-    return strip_table[few_channels ? 4 + v : v][nob - 1];
-}
-
-const conv_strip_neon_fn *conv_strip_table_reversed_neon(int nob)
-{
-    return strip_table[3][nob - 1];
-}
-
-void conv_strip_run_neon(conv_strip_neon_args *a, int npix, int ur_max, const conv_strip_neon_fn *fns)
-{
-    const float *x = a->x;
-    float *y = a->y;
-    const int nstrips = (npix + ur_max - 1) / ur_max;
-    const int base = npix / nstrips, wider = npix % nstrips;
-    for (int t = 0, p = 0; t < nstrips; t++) {
-        const int ur = base + (t < wider);
-        a->x = x + p * a->x_pix;
-        a->y = y + (size_t)p * a->y_pix;
-        fns[ur - 1](a);
-        p += ur;
-    }
-    a->x = x;
-    a->y = y;
-}
-
-void conv_strip_copy_cols_neon(float *dst, const float *src, int ncb, int nr, int col0, int ncols, int width,
-                               ptrdiff_t src_cb, ptrdiff_t src_row)
-{
-    /* [lo, hi): the columns inside the source; all-padding copies (huge pads) give lo == hi. */
-    int lo = col0 < 0 ? -col0 : 0, hi = width - col0;
-    if (lo > ncols)
-        lo = ncols;
-    if (hi > ncols)
-        hi = ncols;
-    if (hi < lo)
-        hi = lo;
-    const float32x4_t z = vdupq_n_f32(0.0f);
-    for (int cb = 0; cb < ncb; cb++) {
-        for (int r = 0; r < nr; r++) {
-            float *d = dst + ((size_t)cb * nr + r) * ncols * BLK;
-            const float *s = src + cb * src_cb + r * src_row;
-            for (int j = 0; j < lo; j++) {
-                vst1q_f32(d + (size_t)j * BLK, z);
-                vst1q_f32(d + (size_t)j * BLK + 4, z);
-            }
-            for (int j = lo; j < hi; j++) {
-                const float *sj = s + (ptrdiff_t)(col0 + j) * BLK;
-                vst1q_f32(d + (size_t)j * BLK, vld1q_f32(sj));
-                vst1q_f32(d + (size_t)j * BLK + 4, vld1q_f32(sj + 4));
-            }
-            for (int j = hi; j < ncols; j++) {
-                vst1q_f32(d + (size_t)j * BLK, z);
-                vst1q_f32(d + (size_t)j * BLK + 4, z);
-            }
-        }
-    }
-}
-
-void conv_strip_zero_pixels_neon(float *y, int count, size_t step)
+/* One pixel of 8 floats: zeros, or a copy of s. */
+static inline void strip_pix_zero(float *d)
 {
     const float32x4_t z = vdupq_n_f32(0.0f);
-    for (int p = 0; p < count; p++) {
-        vst1q_f32(y + (size_t)p * step, z);
-        vst1q_f32(y + (size_t)p * step + 4, z);
-    }
+    vst1q_f32(d, z);
+    vst1q_f32(d + 4, z);
 }
+
+static inline void strip_pix_copy(float *d, const float *s)
+{
+    vst1q_f32(d, vld1q_f32(s));
+    vst1q_f32(d + 4, vld1q_f32(s + 4));
+}
+
+#define KERNEL_ISA neon
+
+#include "common/conv_strip_driver.h"

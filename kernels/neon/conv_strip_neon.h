@@ -13,44 +13,27 @@
 
 #include <stddef.h>
 
-#define CONV_STRIP_NEON_BLK 8
-#define CONV_STRIP_NEON_MAX_UR 10
+#include "common/conv_strip.h"
+
+#define CONV_STRIP_MAX_UR 10
 /* AArch64 has 32 q registers. Two output blocks: 6 pixels x 2 blocks x 2 q = 24 accumulators + 6 x
  * vectors (4 channels of each pixel) + 2 weight halves in flight = 32. One block: 10 pixels x 2 q = 20
  * accumulators + 10 x vectors + 2 weights = 32. Both keep at least 20 independent FMA chains, enough to
  * cover a 4-cycle FMA latency on 4 FMA pipes. */
-#define CONV_STRIP_NEON_UR_B2 6
-#define CONV_STRIP_NEON_UR_B1 10
-
-typedef struct conv_strip_neon_args {
-    const float *x; /* input at (first chunk block, first valid kernel row, pixel 0's first tap) */
-    const float *w; /* weights at (output block, first chunk block, first valid kernel row, first tap) */
-    float *y;       /* output at (output block, row, pixel 0) */
-    int ncb;        /* input-channel blocks in this chunk */
-    int nr;         /* valid kernel rows */
-    int nq;         /* taps per kernel row */
-    int nci;        /* input channels per block, for the few-channel kernels (1..8) */
-    ptrdiff_t x_cb, x_row, x_pix; /* floats between input blocks / valid rows / pixels */
-    ptrdiff_t w_cb, w_row;        /* floats between weight input blocks / valid rows */
-    ptrdiff_t w_tap;              /* floats between weight taps (reversed-tap kernels only) */
-    size_t w_ob;                  /* floats between the two output blocks of the weights */
-    size_t y_pix, y_ob;           /* floats between output pixels (8 for forward taps) / output blocks */
-    int init;                     /* 1: start from zero, 0: add to y */
-} conv_strip_neon_args;
-
-typedef void (*conv_strip_neon_fn)(const conv_strip_neon_args *a);
+#define CONV_STRIP_UR_B2 6
+#define CONV_STRIP_UR_B1 10
 
 /* Forward-tap strip kernels (tap q reads x + 8q, weights + 64q) for pixels x_pix floats apart:
  * x_pix_blocks 1 or 2 (x_pix = 8 or 16, compiled as immediate offsets) or 0 (any a->x_pix).
  * few_channels: only the first a->nci channels of each input block are used (inputs of fewer than 8
- * channels). Indexed [ur - 1], ur up to CONV_STRIP_NEON_UR_B1 (nob 1) or CONV_STRIP_NEON_UR_B2 (nob 2). */
-const conv_strip_neon_fn *conv_strip_table_neon(int x_pix_blocks, int nob, int few_channels);
+ * channels). Indexed [ur - 1], ur up to CONV_STRIP_UR_B1 (nob 1) or CONV_STRIP_UR_B2 (nob 2). */
+const conv_strip_fn *conv_strip_table_neon(int x_pix_blocks, int nob, int few_channels);
 /* Reversed-tap strip kernels (tap q reads x - 8q, weights + q * a->w_tap), pixels 8 floats apart. */
-const conv_strip_neon_fn *conv_strip_table_reversed_neon(int nob);
+const conv_strip_fn *conv_strip_table_reversed_neon(int nob);
 
 /* npix pixels from a->x / a->y, split into the fewest strips of at most ur_max, of near-equal width (as
  * conv_strip_run_avx2). The split depends on npix and ur_max only, so on the shape only. */
-void conv_strip_run_neon(conv_strip_neon_args *a, int npix, int ur_max, const conv_strip_neon_fn *fns);
+void conv_strip_run_neon(conv_strip_args *a, int npix, int ur_max, const conv_strip_fn *fns);
 
 /* Copies columns [col0, col0 + ncols) of nr rows and ncb channel blocks from src (block stride src_cb, row
  * stride src_row, both may be negative) into dst laid out [cb][row][col][8]; columns outside [0, width)

@@ -19,7 +19,7 @@
  *
  * u must come from the __neon pack functions (its layout is that of the AVX2 ones, but nothing promises
  * that). Results are bitwise the same for any OpenMP thread count. Per-call scratch is allocated; on
- * allocation failure the functions print a message and abort(). No alignment is required of the
+ * allocation failure the functions print a message and exit (alloc.h). No alignment is required of the
  * pointers.
  */
 #ifndef INCV3_CONV_WINOGRAD_NEON_H

@@ -19,6 +19,9 @@
  * AVX2 GEMM. The block sizes do not depend on the thread count, and each C tile is computed by one thread,
  * so results are bitwise the same for any number of threads. OpenMP splits the packing and the (jr, ir)
  * tiles; the barriers between steps are the implicit ones of the worksharing loops.
+ *
+ * The blocking loops, the work split and the linear layers are common/gemm_driver.h, shared by the ISAs;
+ * this file holds the register tile: its sizes, the packing into slivers and the micro-kernel.
  */
 #include <arm_neon.h>
 #include <stddef.h>
@@ -30,21 +33,12 @@
 
 /* MC: 16 A slivers, a 128 KiB A block for L2. NC: a multiple of NR, so only the last B block has a partial
  * sliver. */
+#define KERNEL_ISA neon
+#define GEMM_ENTRY gemm_f32_8x12__neon
+#define GEMM_ENTRY_STR "gemm_f32_8x12__neon"
+#define GEMM_TILE_ALIGN 64
+
 enum { MR = 8, NR = 12, KC = 256, MC = 128, NC = 2040 };
-
-/* Below this many multiply-adds the fork/join costs more than it saves (the result is the same either way). */
-#define GEMM_PARALLEL_MIN_FMAS 262144.0
-
-static float *alloc_panel(size_t count)
-{
-    size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) {
-        fprintf(stderr, "gemm_f32_8x12__neon: out of memory for a %zu-byte packed panel\n", bytes);
-        abort();
-    }
-    return p;
-}
 
 /* Transposes the 4x4 block src[j*ld + q] (j, q < 4) into dst[q*dld + j]. */
 static inline void transpose_4x4(const float *src, size_t ld, float *dst, size_t dld)
@@ -185,159 +179,11 @@ static inline void micro_8x12(int kc, const float *restrict ap, const float *res
 #undef GEMM_ROW_FMA
 #undef GEMM_STORE_ROW
 
-/* Runs one MR x NR tile of C at rows i0, columns j0: full tiles straight into C, edge tiles through a
- * scratch tile (same float operations, so the same bits). */
-static inline void run_tile(int mr, int nr, int kc, const float *ap, const float *bp, float *c, size_t ldc,
-                            size_t i0, size_t j0, int add, float *restrict tile)
+#define gemm_micro micro_8x12
+
+/* db[o] = sum over s ascending of dy[s][o], in double (as the reference: the same bits). */
+static void gemm_bias_grad(int n, int out, const float *dy, float *db)
 {
-    float *ct = c + i0 * ldc + j0;
-    if (mr == MR && nr == NR) {
-        micro_8x12(kc, ap, bp, ct, ldc, add);
-    } else {
-        micro_8x12(kc, ap, bp, tile, NR, 0);
-        for (int r = 0; r < mr; r++)
-            for (int j = 0; j < nr; j++)
-                ct[r * ldc + j] = add ? ct[r * ldc + j] + tile[r * NR + j] : tile[r * NR + j];
-    }
-}
-
-/* Prefetches (into L2) part `part` of `parts` of the source of the B sliver at columns j0, rows p0..p0+kc-1,
- * so that reading B from memory overlaps the micro-kernels of the previous sliver. */
-static inline void prefetch_b(int kc, const float *b, size_t ldb, int trans, size_t j0, size_t p0, int part,
-                              int parts)
-{
-    if (!trans) { /* kc rows of NR floats (48 bytes: at most two cache lines) */
-        const int lo = (int)((long)kc * part / parts), hi = (int)((long)kc * (part + 1) / parts);
-        for (int p = lo; p < hi; p++) {
-            const float *row = b + (p0 + (size_t)p) * ldb + j0;
-            __builtin_prefetch(row, 0, 2);
-            __builtin_prefetch(row + NR - 1, 0, 2);
-        }
-    } else { /* NR rows of kc floats: 16-float (64-byte) steps */
-        const int steps = (kc + 15) / 16, total = NR * steps;
-        const int lo = (int)((long)total * part / parts), hi = (int)((long)total * (part + 1) / parts);
-        for (int q = lo; q < hi; q++)
-            __builtin_prefetch(b + (j0 + (size_t)(q / steps)) * ldb + p0 + (size_t)(q % steps) * 16, 0, 2);
-    }
-}
-
-/* m <= MC: the A block is one MC x KC panel shared by all threads, and each B sliver is used by only the
- * ceil(m/MR) tiles of its column, so each thread packs its B slivers into a private L1-sized buffer right
- * before using them (prefetching the next one's source meanwhile) instead of packing a whole KC x NC block. */
-static void gemm_few_rows(int m, int n, int k, const float *a, int lda, int a_trans, const float *b, int ldb,
-                          int b_trans, float *c, int ldc, int accumulate)
-{
-    const int kc_max = k < KC ? k : KC, msl = (m + MR - 1) / MR, nsl = (n + NR - 1) / NR;
-    float *apack = alloc_panel((size_t)msl * MR * kc_max);
-    const size_t ua = (size_t)lda, ub = (size_t)ldb, uc = (size_t)ldc;
-
-#pragma omp parallel if ((double)m * n * k >= GEMM_PARALLEL_MIN_FMAS)
-    {
-        float tile[MR * NR] __attribute__((aligned(64)));
-        float bpack[NR * KC] __attribute__((aligned(64)));
-        for (int pc = 0; pc < k; pc += KC) {
-            const int kc = k - pc < KC ? k - pc : KC, add = accumulate || pc > 0;
-#pragma omp for schedule(static)
-            for (int is = 0; is < msl; is++) {
-                const int mr = m - is * MR < MR ? m - is * MR : MR;
-                pack_a(mr, kc, a, ua, a_trans, (size_t)is * MR, (size_t)pc, apack + (size_t)is * MR * kc);
-            }
-#pragma omp for schedule(static)
-            for (int js = 0; js < nsl; js++) {
-                const int nr = n - js * NR < NR ? n - js * NR : NR;
-                const int next_nr = n - (js + 1) * NR < NR ? n - (js + 1) * NR : NR;
-                pack_b(nr, kc, b, ub, b_trans, (size_t)js * NR, (size_t)pc, bpack);
-                for (int is = 0; is < msl; is++) {
-                    if (js + 1 < nsl && next_nr == NR)
-                        prefetch_b(kc, b, ub, b_trans, (size_t)(js + 1) * NR, (size_t)pc, is, msl);
-                    const int mr = m - is * MR < MR ? m - is * MR : MR;
-                    run_tile(mr, nr, kc, apack + (size_t)is * MR * kc, bpack, c, uc, (size_t)is * MR,
-                             (size_t)js * NR, add, tile);
-                }
-            }
-        }
-    }
-    free(apack);
-}
-
-void gemm_f32_8x12__neon(int m, int n, int k, const float *a, int lda, int a_trans, const float *b, int ldb,
-                         int b_trans, float *c, int ldc, int accumulate)
-{
-    if (m <= 0 || n <= 0)
-        return;
-    if (k <= 0) {
-        if (!accumulate)
-            for (int i = 0; i < m; i++)
-                memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof *c);
-        return;
-    }
-    if (m <= MC) {
-        gemm_few_rows(m, n, k, a, lda, a_trans, b, ldb, b_trans, c, ldc, accumulate);
-        return;
-    }
-    const int kc_max = k < KC ? k : KC, nc_max = n < NC ? n : NC, mc_max = m < MC ? m : MC;
-    float *bpack = alloc_panel((size_t)(nc_max + NR - 1) / NR * NR * kc_max);
-    float *apack = alloc_panel((size_t)(mc_max + MR - 1) / MR * MR * kc_max);
-    const size_t ua = (size_t)lda, ub = (size_t)ldb, uc = (size_t)ldc;
-
-#pragma omp parallel if ((double)m * n * k >= GEMM_PARALLEL_MIN_FMAS)
-    {
-        float tile[MR * NR] __attribute__((aligned(64)));
-        for (int jc = 0; jc < n; jc += NC) {
-            const int nc = n - jc < NC ? n - jc : NC, nsl = (nc + NR - 1) / NR;
-            for (int pc = 0; pc < k; pc += KC) {
-                const int kc = k - pc < KC ? k - pc : KC, add = accumulate || pc > 0;
-#pragma omp for schedule(static)
-                for (int js = 0; js < nsl; js++) {
-                    const int nr = nc - js * NR < NR ? nc - js * NR : NR;
-                    pack_b(nr, kc, b, ub, b_trans, (size_t)jc + (size_t)js * NR, (size_t)pc,
-                           bpack + (size_t)js * NR * kc);
-                }
-                for (int ic = 0; ic < m; ic += MC) {
-                    const int mc = m - ic < MC ? m - ic : MC, msl = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
-                    for (int is = 0; is < msl; is++) {
-                        const int mr = mc - is * MR < MR ? mc - is * MR : MR;
-                        pack_a(mr, kc, a, ua, a_trans, (size_t)ic + (size_t)is * MR, (size_t)pc,
-                               apack + (size_t)is * MR * kc);
-                    }
-#pragma omp for collapse(2) schedule(static)
-                    for (int js = 0; js < nsl; js++) {
-                        for (int is = 0; is < msl; is++) {
-                            const int nr = nc - js * NR < NR ? nc - js * NR : NR;
-                            const int mr = mc - is * MR < MR ? mc - is * MR : MR;
-                            run_tile(mr, nr, kc, apack + (size_t)is * MR * kc, bpack + (size_t)js * NR * kc, c, uc,
-                                     (size_t)ic + (size_t)is * MR, (size_t)jc + (size_t)js * NR, add, tile);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    free(apack);
-    free(bpack);
-}
-
-void linear_fwd_f32_gemm__neon(int n, int in, int out, const float *x, const float *w, const float *b, float *y)
-{
-    /* y = b (broadcast over rows), then y += x w^T. */
-    for (int s = 0; s < n; s++)
-        memcpy(y + (size_t)s * out, b, (size_t)out * sizeof *y);
-    gemm_f32_8x12__neon(n, out, in, x, in, 0, w, in, 1, y, out, 1);
-}
-
-void linear_bwd_data_f32_gemm__neon(int n, int in, int out, const float *dy, const float *w, float *dx,
-                                    int accumulate)
-{
-    gemm_f32_8x12__neon(n, in, out, dy, out, 0, w, in, 0, dx, in, accumulate);
-}
-
-void linear_bwd_weights_f32_gemm__neon(int n, int in, int out, const float *x, const float *dy, float *dw,
-                                       float *db)
-{
-    /* dw (out x in) = dy^T (out x n) x (n x in). */
-    gemm_f32_8x12__neon(out, in, n, dy, out, 1, x, in, 0, dw, in, 0);
-    /* db[o] = sum over s ascending of dy[s][o], in double (as the reference: the same bits). */
     int o = 0;
     for (; o + 4 <= out; o += 4) {
         float64x2_t lo = vdupq_n_f64(0.0), hi = vdupq_n_f64(0.0);
@@ -355,3 +201,5 @@ void linear_bwd_weights_f32_gemm__neon(int n, int in, int out, const float *x, c
         db[o] = (float)sum;
     }
 }
+
+#include "common/gemm_driver.h"

@@ -51,10 +51,10 @@ void conv_bn_relu_fwd_infer_f32_direct__neon(const incv3_conv_shape *s, const fl
 /* Called once per (image n, output block pair kbp, output row oh) when the row's final values are in y:
  * yrow points at (n, block 2*kbp, row oh, pixel 0); nob (1 or 2) blocks of that row follow, y_ob floats
  * apart, each s->ow pixels of 8 floats. Called from inside the OpenMP loop, on any thread. */
-typedef void (*conv_fwd_neon_row_hook)(void *ctx, int n, int kbp, int oh, int nob, float *yrow, size_t y_ob);
+typedef void (*conv_fwd_row_hook)(void *ctx, int n, int kbp, int oh, int nob, float *yrow, size_t y_ob);
 
 /* conv_fwd_f32_direct__neon with `hook` (may be NULL) called for every finished output row. */
 void conv_fwd_f32_direct_hooked__neon(const incv3_conv_shape *s, const float *x8c, const float *w8i8o, float *y8c,
-                                      conv_fwd_neon_row_hook hook, void *hook_ctx);
+                                      conv_fwd_row_hook hook, void *hook_ctx);
 
 #endif

@@ -7,11 +7,6 @@
 
 #include "neon/neon_layers.h"
 
-/* Below this many floats the fork/join of a parallel region costs more than the work. */
-#define RELU_PAR_MIN ((size_t)1 << 15)
-/* Floats per chunk handed to a thread (a multiple of 16). */
-#define RELU_CHUNK ((size_t)4096)
-
 static inline float32x4_t relu4(float32x4_t a)
 {
     /* bic clears the lanes where a < 0; the compare is false for a NaN. */
@@ -67,30 +62,6 @@ static void relu_bwd_range(const float *y, const float *dy, float *dx, size_t lo
     }
 }
 
-void relu_fwd_f32__neon(size_t count, const float *x, float *y)
-{
-    if (count < RELU_PAR_MIN) {
-        relu_fwd_range(x, y, 0, count);
-        return;
-    }
-    const long chunks = (long)((count + RELU_CHUNK - 1) / RELU_CHUNK);
-#pragma omp parallel for schedule(static)
-    for (long k = 0; k < chunks; k++) {
-        const size_t lo = (size_t)k * RELU_CHUNK, hi = lo + RELU_CHUNK < count ? lo + RELU_CHUNK : count;
-        relu_fwd_range(x, y, lo, hi);
-    }
-}
+#define KERNEL_ISA neon
 
-void relu_bwd_f32__neon(size_t count, const float *y, const float *dy, float *dx, int accumulate)
-{
-    if (count < RELU_PAR_MIN) {
-        relu_bwd_range(y, dy, dx, 0, count, accumulate);
-        return;
-    }
-    const long chunks = (long)((count + RELU_CHUNK - 1) / RELU_CHUNK);
-#pragma omp parallel for schedule(static)
-    for (long k = 0; k < chunks; k++) {
-        const size_t lo = (size_t)k * RELU_CHUNK, hi = lo + RELU_CHUNK < count ? lo + RELU_CHUNK : count;
-        relu_bwd_range(y, dy, dx, lo, hi, accumulate);
-    }
-}
+#include "common/relu_driver.h"
