@@ -17,7 +17,7 @@ static const char usage[] =
     "  --classes K      output classes (default 10)\n"
     "  --width W        channel multiplier in (0, 4] (default 1; e.g. 0.25 for small test models)\n"
     "  --kernels        also print the kernel every layer runs (forward, backward-data, backward-weights)\n"
-    "  --isa I          with --kernels: auto (default), scalar, avx2\n"
+    "  --isa I          with --kernels: auto (default), scalar, avx2, neon\n"
     "  --conv-algo A    with --kernels: auto (default: per layer the fastest, timed once per machine and\n"
     "                   cached), winograd (the fastest Winograd tile, direct where none serves), or one of\n"
     "                   direct, winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"

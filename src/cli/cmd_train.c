@@ -52,7 +52,7 @@ static const char usage[] =
     "  --sync-bn             under mpirun: BatchNorm statistics over the global batch (as one process computes\n"
     "                        them) rather than over each rank's part; --batch is always the global batch and\n"
     "                        must be a multiple of the rank count\n"
-    "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2; auto (per layer the fastest, timed once\n"
+    "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2/neon; auto (per layer the fastest, timed once\n"
     "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
     "                        winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
     "  --deterministic       bitwise the same weights for any --threads: --conv-algo auto/winograd choose\n"
