@@ -101,7 +101,7 @@ int cmd_summary(int argc, char **argv)
     }
     if (plan && !kernels && !memory) {
         /* A plan that is silently not read would look like one that was followed. */
-        fprintf(stderr, "incv3 summary: --plan %s needs --kernels (the plan decides the kernels it prints)\n", plan);
+        fprintf(stderr, "incv3 summary: --plan %s needs --kernels or --memory (the plan decides the kernels)\n", plan);
         return cli_usage_hint("summary");
     }
     incv3_error err;
