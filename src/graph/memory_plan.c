@@ -3,6 +3,7 @@
 #include "graph/memory_plan.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,8 @@ static void snapshot(sim *s)
     mp->bytes[INCV3_MEM_ACTIVATIONS] = s->act;
     mp->bytes[INCV3_MEM_ACT_GRADS] = s->act_grad;
     mp->peak_node = s->node;
+    const incv3_node *nd = &s->g->nodes[s->node];
+    snprintf(mp->peak_at, sizeof mp->peak_at, "%s%s%s", nd->ops->kind, nd->name[0] ? " " : "", nd->name);
     mp->peak_in_backward = s->in_backward;
 }
 
@@ -237,8 +240,8 @@ void incv3_memory_plan_print(const incv3_memory_plan *mp, FILE *out)
         "activation gradients at the peak",
         "kernel scratch (estimate)",
     };
-    fprintf(out, "Memory plan of one training step, batch %d, %d threads (peak %s node %d)\n", mp->batch,
-            mp->threads, mp->peak_in_backward ? "in backward at" : "in forward at", mp->peak_node);
+    fprintf(out, "Memory plan of one training step, batch %d, %d threads (peak in %s at node %d, %s)\n",
+            mp->batch, mp->threads, mp->peak_in_backward ? "backward" : "forward", mp->peak_node, mp->peak_at);
     fprintf(out, "%-36s %12s %7s\n", "category", "MiB", "share");
     for (int c = 0; c < INCV3_MEM_COUNT; c++)
         fprintf(out, "%-36s %12.1f %6.1f%%\n", names[c], mib(mp->bytes[c]),

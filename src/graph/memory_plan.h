@@ -30,6 +30,7 @@ typedef struct incv3_memory_plan {
     size_t total;                  /* sum of bytes[] */
     /* Where activations + activation gradients peak: node index, and whether in backward. */
     int peak_node, peak_in_backward;
+    char peak_at[INCV3_NAME_MAX + 32]; /* that node's kind and name */
     size_t act_fwd_end; /* activations live when forward ends */
     /* Activations live at the peak by the kind of layer that wrote them. */
     const char *kind[INCV3_MEM_KINDS];
