@@ -113,13 +113,30 @@ void incv3_node_release(incv3_graph *g, incv3_node *nd)
     track_free(g, &nd->grad);
 }
 
+/* The caller's input reordered to the blocked layout (a no-op in NCHW, where layers read it directly). */
+static int make_input_blk(incv3_graph *g, incv3_error *err)
+{
+    if (g->layout != INCV3_LAYOUT_NCHW8C)
+        return 0;
+    incv3_dims d = {g->batch, g->in_c, g->in_h, g->in_w};
+    if (!g->input_blk.data && incv3_tensor_alloc(&g->input_blk, g->batch, (g->in_c + 7) / 8 * 8, g->in_h,
+                                                 g->in_w, "the blocked input", err))
+        return -1;
+    reorder_nchw_to_nchw8c_f32(d, g->fwd_input, g->input_blk.data);
+    return 0;
+}
+
 int incv3_graph_recompute_inputs(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
     const incv3_forward_opts o = {.mode = g->fwd_mode, .for_backward = 1};
     for (int j = 0; j < nd->n_inputs; j++) {
         incv3_node *src = &g->nodes[nd->inputs[j]];
-        if (src->recompute && !src->out.data &&
-            (incv3_node_alloc_output(g, src, err) || src->ops->forward(g, src, &o, err)))
+        /* The caller's input stays valid until backward ends (the NCHW layout reads it there too). */
+        if (is_input(src) && src->recompute && !g->input_blk.data && make_input_blk(g, err))
+            return -1;
+        if (!is_input(src) && src->recompute && !src->out.data &&
+            (incv3_graph_recompute_inputs(g, src, err) || incv3_node_alloc_output(g, src, err) ||
+             src->ops->forward(g, src, &o, err)))
             return -1;
     }
     return 0;
@@ -211,13 +228,8 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
     incv3_graph_mark_needed(g, outputs, needed);
 
     g->fwd_input = input;
-    if (g->layout == INCV3_LAYOUT_NCHW8C) {
-        incv3_dims d = {batch, g->in_c, g->in_h, g->in_w};
-        if (!g->input_blk.data && incv3_tensor_alloc(&g->input_blk, batch, (g->in_c + 7) / 8 * 8, g->in_h,
-                                                     g->in_w, "the blocked input", err))
-            return -1;
-        reorder_nchw_to_nchw8c_f32(d, input, g->input_blk.data);
-    }
+    if (make_input_blk(g, err))
+        return -1;
     incv3_graph_begin_step(g, opts->mode, opts->for_backward);
     for (int i = 0; i < g->n_nodes; i++) {
         g->nodes[i].computed = 0;
@@ -242,6 +254,8 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
             incv3_node *src = &g->nodes[nd->inputs[j]];
             if (--src->pending == 0 && !src->keep && !is_input(src))
                 track_free(g, &src->out);
+            else if (src->pending == 0 && is_input(src) && src->recompute)
+                incv3_tensor_free(&g->input_blk);
         }
     }
     /* Outputs are NCHW for the caller whatever the layout inside. */

@@ -83,6 +83,12 @@ void incv3_graph_mark_lifetimes(incv3_graph *g, const unsigned char *needed, int
             g->nodes[i].keep = 0;
             g->nodes[i].restore_at = g->nodes[i].last_reader;
         }
+    /* The blocked copy of the caller's input is made again from the caller's input, which stays valid
+     * through backward, instead of being held from the first layer's forward to its backward. */
+    if (g->layout == INCV3_LAYOUT_NCHW8C && g->nodes[0].keep) {
+        g->nodes[0].keep = 0;
+        g->nodes[0].recompute = 1;
+    }
     /* In node order, so an input's flags are final when its reader is looked at. */
     for (int i = 0; i < g->n_nodes; i++)
         if (needed[i] && recomputable(g, i)) {

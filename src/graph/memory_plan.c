@@ -14,6 +14,7 @@ typedef struct sim {
     incv3_memory_plan *mp;
     size_t *out, *grad; /* bytes of each node's live output / gradient, 0 when none */
     size_t act, act_grad, peak;
+    size_t blk, blk_bytes; /* the blocked input copy: live bytes, and its size */
     int node, in_backward;
 } sim;
 
@@ -45,6 +46,7 @@ static void snapshot(sim *s)
         mp->kind_tensors[k]++;
     }
     mp->bytes[INCV3_MEM_ACTIVATIONS] = s->act;
+    mp->bytes[INCV3_MEM_INPUT_BLK] = s->blk;
     mp->bytes[INCV3_MEM_ACT_GRADS] = s->act_grad;
     mp->peak_node = s->node;
     const incv3_node *nd = &s->g->nodes[s->node];
@@ -54,8 +56,10 @@ static void snapshot(sim *s)
 
 static void check_peak(sim *s)
 {
-    if (s->act + s->act_grad > s->peak) {
-        s->peak = s->act + s->act_grad;
+    if (s->act + s->act_grad > s->mp->tracked_peak)
+        s->mp->tracked_peak = s->act + s->act_grad;
+    if (s->act + s->act_grad + s->blk > s->peak) {
+        s->peak = s->act + s->act_grad + s->blk;
         snapshot(s);
     }
 }
@@ -90,6 +94,24 @@ static void free_grad(sim *s, int i)
     s->grad[i] = 0;
 }
 
+/* Inputs marked recompute come back before a reader's backward (incv3_graph_recompute_inputs). */
+static void recompute_inputs(sim *s, int i)
+{
+    const incv3_node *nd = &s->g->nodes[i];
+    for (int j = 0; j < nd->n_inputs; j++) {
+        const int src = nd->inputs[j];
+        if (!s->g->nodes[src].recompute)
+            continue;
+        if (s->g->nodes[src].ops == &incv3_layer_input) {
+            s->blk = s->blk_bytes;
+            check_peak(s);
+        } else if (!s->out[src]) {
+            recompute_inputs(s, src);
+            alloc_out(s, src);
+        }
+    }
+}
+
 /* incv3_graph_forward's loop, allocations only. */
 static void simulate_forward(sim *s, const unsigned char *needed)
 {
@@ -108,6 +130,8 @@ static void simulate_forward(sim *s, const unsigned char *needed)
             incv3_node *src = &g->nodes[nd->inputs[j]];
             if (--src->pending == 0 && !src->keep && src->ops != &incv3_layer_input)
                 free_out(s, nd->inputs[j]);
+            else if (src->pending == 0 && src->ops == &incv3_layer_input && src->recompute)
+                s->blk = 0;
         }
     }
     for (int o = 0; o < INCV3_MAX_OUTPUTS && g->layout == INCV3_LAYOUT_NCHW8C; o++)
@@ -136,9 +160,7 @@ static void simulate_backward(sim *s)
         if (!nd->computed || !nd->grad_written)
             continue;
         s->node = i;
-        for (int j = 0; j < nd->n_inputs; j++)
-            if (g->nodes[nd->inputs[j]].recompute)
-                alloc_out(s, nd->inputs[j]);
+        recompute_inputs(s, i);
         if (nd->ops == &incv3_layer_concat)
             for (int j = 0; j < nd->n_inputs; j++) {
                 const incv3_node *src = &g->nodes[nd->inputs[j]];
@@ -182,7 +204,10 @@ int incv3_memory_plan_make(incv3_graph *g, int batch, incv3_memory_plan *mp, inc
         free(needed);
         return incv3_fail(err, "out of memory for the memory plan");
     }
+    const size_t in_plane = (size_t)batch * g->in_h * g->in_w * sizeof(float);
     sim s = {.g = g, .mp = mp, .out = buf, .grad = buf + g->n_nodes};
+    if (g->layout == INCV3_LAYOUT_NCHW8C)
+        s.blk = s.blk_bytes = in_plane * (size_t)((g->in_c + 7) / 8 * 8);
     incv3_graph_mark_needed(g, ~0u, needed);
     incv3_graph_begin_step(g, INCV3_TRAIN, 1);
     for (int i = 0; i < g->n_nodes; i++)
@@ -210,10 +235,7 @@ int incv3_memory_plan_make(incv3_graph *g, int batch, incv3_memory_plan *mp, inc
     }
     for (int w = 0; w < INCV3_WS_COUNT; w++)
         mp->bytes[INCV3_MEM_WORKSPACE] += g->ws_floats[w] * sizeof(float);
-    const size_t in_plane = (size_t)batch * g->in_h * g->in_w * sizeof(float);
     mp->bytes[INCV3_MEM_INPUT] = in_plane * (size_t)g->in_c;
-    if (g->layout == INCV3_LAYOUT_NCHW8C)
-        mp->bytes[INCV3_MEM_INPUT_BLK] = in_plane * (size_t)((g->in_c + 7) / 8 * 8);
     /* Per-call scratch (transposed weights, per-thread partial weight gradients, Winograd tiles) is freed
      * after each call; the largest layer's weights per thread bounds it for the model's layers. */
     mp->bytes[INCV3_MEM_SCRATCH] = largest_weights * sizeof(float) * (size_t)mp->threads;
@@ -235,20 +257,20 @@ void incv3_memory_plan_print(const incv3_memory_plan *mp, FILE *out)
         "AdamW moments",
         "conv weight workspaces",
         "input batch (NCHW)",
-        "input batch, blocked copy",
+        "input batch, blocked copy at the peak",
         "activations at the peak",
         "activation gradients at the peak",
         "kernel scratch (estimate)",
     };
     fprintf(out, "Memory plan of one training step, batch %d, %d threads (peak in %s at node %d, %s)\n",
             mp->batch, mp->threads, mp->peak_in_backward ? "backward" : "forward", mp->peak_node, mp->peak_at);
-    fprintf(out, "%-36s %12s %7s\n", "category", "MiB", "share");
+    fprintf(out, "%-40s %12s %7s\n", "category", "MiB", "share");
     for (int c = 0; c < INCV3_MEM_COUNT; c++)
-        fprintf(out, "%-36s %12.1f %6.1f%%\n", names[c], mib(mp->bytes[c]),
+        fprintf(out, "%-40s %12.1f %6.1f%%\n", names[c], mib(mp->bytes[c]),
                 mp->total ? 100.0 * (double)mp->bytes[c] / (double)mp->total : 0.0);
-    fprintf(out, "%-36s %12.1f\n", "total at the peak", mib(mp->total));
+    fprintf(out, "%-40s %12.1f\n", "total at the peak", mib(mp->total));
     fprintf(out, "\nActivations at the peak by layer kind (forward ends with %.1f MiB live)\n", mib(mp->act_fwd_end));
-    fprintf(out, "%-36s %12s %7s\n", "kind", "MiB", "tensors");
+    fprintf(out, "%-40s %12s %7s\n", "kind", "MiB", "tensors");
     for (int k = 0; k < mp->n_kinds; k++)
-        fprintf(out, "%-36s %12.1f %7zu\n", mp->kind[k], mib(mp->kind_bytes[k]), mp->kind_tensors[k]);
+        fprintf(out, "%-40s %12.1f %7zu\n", mp->kind[k], mib(mp->kind_bytes[k]), mp->kind_tensors[k]);
 }

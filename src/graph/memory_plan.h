@@ -15,7 +15,7 @@ typedef enum {
     INCV3_MEM_MOMENTS,     /* AdamW's two moments */
     INCV3_MEM_WORKSPACE,   /* shared conv workspaces: blocked weights / weight gradient, packed weights */
     INCV3_MEM_INPUT,       /* the caller's input batch (NCHW) */
-    INCV3_MEM_INPUT_BLK,   /* its blocked copy */
+    INCV3_MEM_INPUT_BLK,   /* its blocked copy, where live at the peak */
     INCV3_MEM_ACTIVATIONS, /* layer outputs live at the peak */
     INCV3_MEM_ACT_GRADS,   /* activation gradients live at the peak */
     INCV3_MEM_SCRATCH,     /* kernels' per-call scratch (estimate: the largest layer's weights per thread) */
@@ -32,6 +32,8 @@ typedef struct incv3_memory_plan {
     int peak_node, peak_in_backward;
     char peak_at[INCV3_NAME_MAX + 32]; /* that node's kind and name */
     size_t act_fwd_end; /* activations live when forward ends */
+    /* The highest activations + activation gradients (what incv3_graph_peak_activation_bytes reports). */
+    size_t tracked_peak;
     /* Activations live at the peak by the kind of layer that wrote them. */
     const char *kind[INCV3_MEM_KINDS];
     size_t kind_bytes[INCV3_MEM_KINDS], kind_tensors[INCV3_MEM_KINDS];
