@@ -52,6 +52,10 @@ out=$("$exe" summary --kernels --isa scalar --image-size 75 --no-aux)
 grep -q "| stem.0.conv .*conv_fwd_f32_ref__scalar .*conv_bwd_data_f32_ref__scalar .*conv_bwd_weights_f32_ref__scalar" <<<"$out" ||
     { echo "FAIL: summary --kernels --isa scalar does not list the reference kernels"; fails=$((fails + 1)); }
 check 2 "--isa" summary --kernels --isa sparc
+out=$("$exe" summary --memory --conv-algo direct --image-size 75 --no-aux --width 0.25 --batch 4)
+grep -q "total at the peak" <<<"$out" && grep -q "activations at the peak" <<<"$out" ||
+    { echo "FAIL: summary --memory lacks the plan's total or activations"; fails=$((fails + 1)); }
+check 2 "--memory and --kernels" summary --memory --kernels
 "$exe" --version | grep -q "ISA the graph uses by default" || { echo "FAIL: --version lacks the ISA line"; fails=$((fails + 1)); }
 
 # incv3 topo on machines described to hwloc (binding is a no-op there).

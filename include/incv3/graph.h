@@ -142,7 +142,9 @@ typedef struct incv3_forward_opts {
     uint64_t dropout_seed;/* stream for dropout masks of this step */
 } incv3_forward_opts;
 
-/* Runs forward on `batch` samples of the input shape (NCHW, batch x in_c x in_h x in_w floats). */
+/* Runs forward on `batch` samples of the input shape (NCHW, batch x in_c x in_h x in_w floats). With
+ * for_backward set, the input must stay valid and unchanged until incv3_graph_backward returns (the first
+ * layer's backward reads it). */
 int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const incv3_forward_opts *opts,
                         incv3_error *err);
 /* Output of slot after forward: batch x c x h x w (h = w = 1 for linear heads). NULL if not computed. */

@@ -3,11 +3,14 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "graph/memory_plan.h"
 #include "incv3/model.h"
 
 static const char usage[] =
     "Usage: incv3 summary [--image-size N] [--no-aux] [--classes K] [--width W] [--kernels [--isa I]\n"
     "                     [--conv-algo A] [--batch B] [--plan FILE]]\n"
+    "       incv3 summary --memory [--image-size N] [--no-aux] [--width W] [--isa I] [--conv-algo A]\n"
+    "                     [--batch B] [--plan FILE]\n"
     "\n"
     "Prints the model as a table in the seed's format (Layer (type) | Output Shape | Param #, with block\n"
     "headers), then the parameter totals and the forward multiply-accumulates per image.\n"
@@ -16,13 +19,17 @@ static const char usage[] =
     "  --no-aux         without the auxiliary head (needed below 299: the aux head wants a 17x17 grid)\n"
     "  --classes K      output classes (default 10)\n"
     "  --width W        channel multiplier in (0, 4] (default 1; e.g. 0.25 for small test models)\n"
+    "  --memory         instead print the memory plan of one training step (forward, backward, AdamW) at\n"
+    "                   --batch B and OMP_NUM_THREADS threads: parameters, gradients, moments, workspaces,\n"
+    "                   input, and the activations and their gradients at the peak of the executor's\n"
+    "                   allocations, by category and by layer kind (--isa, --conv-algo, --plan apply)\n"
     "  --kernels        also print the kernel every layer runs (forward, backward-data, backward-weights)\n"
-    "  --isa I          with --kernels: auto (default), scalar, avx2, neon\n"
-    "  --conv-algo A    with --kernels: auto (default: per layer the fastest, timed once per machine and\n"
+    "  --isa I          with --kernels or --memory: auto (default), scalar, avx2, neon\n"
+    "  --conv-algo A    with --kernels or --memory: auto (default: per layer the fastest, timed once per machine and\n"
     "                   cached), winograd (the fastest Winograd tile, direct where none serves), or one of\n"
     "                   direct, winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
-    "  --batch B        with --kernels: the batch the plan is made for (default 32)\n"
-    "  --plan FILE      with --kernels: follow a saved plan (a run's conv-plan.json)\n"
+    "  --batch B        with --kernels or --memory: the batch the plan is made for (default 32)\n"
+    "  --plan FILE      with --kernels or --memory: follow a saved plan (a run's conv-plan.json)\n"
     "  -h, --help       this help\n";
 
 int cmd_summary(int argc, char **argv)
@@ -33,9 +40,10 @@ int cmd_summary(int argc, char **argv)
         {"kernels", no_argument, NULL, 'K'},          {"isa", required_argument, NULL, 'i'},
         {"conv-algo", required_argument, NULL, 'a'},  {"batch", required_argument, NULL, 'b'},
         {"plan", required_argument, NULL, 'p'},       {"help", no_argument, NULL, 'h'},
+        {"memory", no_argument, NULL, 'M'},
         {NULL, 0, NULL, 0},
     };
-    int kernels = 0, batch = 32;
+    int kernels = 0, memory = 0, batch = 32;
     const char *isa = NULL, *algo = NULL, *plan = NULL;
     incv3_model_config cfg = incv3_model_config_default();
     int c;
@@ -59,6 +67,9 @@ int cmd_summary(int argc, char **argv)
             break;
         case 'K':
             kernels = 1;
+            break;
+        case 'M':
+            memory = 1;
             break;
         case 'i':
             isa = optarg;
@@ -84,9 +95,13 @@ int cmd_summary(int argc, char **argv)
         fprintf(stderr, "incv3 summary: unexpected argument '%s'\n", argv[optind]);
         return cli_usage_hint("summary");
     }
-    if (plan && !kernels) {
+    if (memory && kernels) {
+        fprintf(stderr, "incv3 summary: --memory and --kernels are separate reports; give one\n");
+        return cli_usage_hint("summary");
+    }
+    if (plan && !kernels && !memory) {
         /* A plan that is silently not read would look like one that was followed. */
-        fprintf(stderr, "incv3 summary: --plan %s needs --kernels (the plan decides the kernels it prints)\n", plan);
+        fprintf(stderr, "incv3 summary: --plan %s needs --kernels or --memory (the plan decides the kernels)\n", plan);
         return cli_usage_hint("summary");
     }
     incv3_error err;
@@ -103,8 +118,9 @@ int cmd_summary(int argc, char **argv)
         fprintf(stderr, "incv3 summary: %s\n", err.msg);
         return 1;
     }
-    incv3_print_summary(g, &cfg, stdout);
-    if (kernels) {
+    if (!memory)
+        incv3_print_summary(g, &cfg, stdout);
+    if (kernels || memory) {
         if (incv3_graph_set_kernels(g, isa, algo, &err)) {
             fprintf(stderr, "incv3 summary: %s\n", err.msg);
             incv3_graph_free(g);
@@ -115,8 +131,18 @@ int cmd_summary(int argc, char **argv)
             incv3_graph_free(g);
             return 1;
         }
-        fputc('\n', stdout);
-        incv3_print_kernels(g, batch, stdout);
+        if (memory) {
+            incv3_memory_plan mp;
+            if (incv3_memory_plan_make(g, batch, &mp, &err)) {
+                fprintf(stderr, "incv3 summary: %s\n", err.msg);
+                incv3_graph_free(g);
+                return 1;
+            }
+            incv3_memory_plan_print(&mp, stdout);
+        } else {
+            fputc('\n', stdout);
+            incv3_print_kernels(g, batch, stdout);
+        }
     }
     incv3_graph_free(g);
     return 0;

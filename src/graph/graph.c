@@ -54,6 +54,8 @@ void incv3_graph_free(incv3_graph *g)
     for (int i = 0; i < g->n_nodes; i++)
         release_node_state(&g->nodes[i]);
     incv3_tensor_free(&g->input_blk);
+    for (int w = 0; w < INCV3_WS_COUNT; w++)
+        incv3_aligned_free(g->ws[w]);
     conv_plan_clear(&g->plan);
     conv_plan_clear(&g->plan_cache);
     free(g->prof_fwd);

@@ -35,14 +35,6 @@ static int is_input(const incv3_node *nd)
     return nd->ops == &incv3_layer_input;
 }
 
-static int is_graph_output(const incv3_graph *g, int id)
-{
-    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
-        if (g->outputs[s] == id)
-            return 1;
-    return 0;
-}
-
 static void free_activations(incv3_graph *g)
 {
     for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
@@ -66,6 +58,18 @@ const float *incv3_node_input_data(const incv3_graph *g, const incv3_node *nd, i
 int incv3_node_alloc_output(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
     return track_alloc(g, &nd->out, g->batch, incv3_node_stored_c(g, nd), nd->h, nd->w, "output", nd->name, err);
+}
+
+int incv3_graph_reserve_workspace(incv3_graph *g, incv3_workspace ws, size_t floats, incv3_error *err)
+{
+    if (floats <= g->ws_floats[ws])
+        return 0;
+    incv3_aligned_free(g->ws[ws]);
+    g->ws_floats[ws] = 0;
+    if (!(g->ws[ws] = incv3_aligned_alloc(floats * sizeof(float), 0)))
+        return incv3_fail(err, "out of memory for a %.1f MiB convolution workspace", floats * sizeof(float) / 1048576.0);
+    g->ws_floats[ws] = floats;
+    return 0;
 }
 
 static int alloc_grad(incv3_graph *g, incv3_node *nd, incv3_error *err)
@@ -110,6 +114,35 @@ void incv3_node_release(incv3_graph *g, incv3_node *nd)
     track_free(g, &nd->grad);
 }
 
+/* The caller's input reordered to the blocked layout (a no-op in NCHW, where layers read it directly). */
+static int make_input_blk(incv3_graph *g, incv3_error *err)
+{
+    if (g->layout != INCV3_LAYOUT_NCHW8C)
+        return 0;
+    incv3_dims d = {g->batch, g->in_c, g->in_h, g->in_w};
+    if (!g->input_blk.data && incv3_tensor_alloc(&g->input_blk, g->batch, (g->in_c + 7) / 8 * 8, g->in_h,
+                                                 g->in_w, "the blocked input", err))
+        return -1;
+    reorder_nchw_to_nchw8c_f32(d, g->fwd_input, g->input_blk.data);
+    return 0;
+}
+
+int incv3_graph_recompute_inputs(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    const incv3_forward_opts o = {.mode = g->fwd_mode, .for_backward = 1};
+    for (int j = 0; j < nd->n_inputs; j++) {
+        incv3_node *src = &g->nodes[nd->inputs[j]];
+        /* The caller's input stays valid until backward ends (the NCHW layout reads it there too). */
+        if (is_input(src) && src->recompute && !g->input_blk.data && make_input_blk(g, err))
+            return -1;
+        if (!is_input(src) && src->recompute && !src->out.data &&
+            (incv3_graph_recompute_inputs(g, src, err) || incv3_node_alloc_output(g, src, err) ||
+             src->ops->forward(g, src, &o, err)))
+            return -1;
+    }
+    return 0;
+}
+
 static double prof_now(void)
 {
     struct timespec t;
@@ -119,7 +152,7 @@ static double prof_now(void)
 
 static int single_reader(const incv3_graph *g, int id, const incv3_layer_ops *kind)
 {
-    if (g->nodes[id].consumers != 1 || is_graph_output(g, id))
+    if (g->nodes[id].consumers != 1 || incv3_graph_is_output(g, id))
         return -1;
     for (int i = id + 1; i < g->n_nodes; i++)
         if (g->nodes[i].n_inputs == 1 && g->nodes[i].inputs[0] == id)
@@ -146,7 +179,7 @@ void incv3_graph_plan_fusion(incv3_graph *g)
     }
 }
 
-static int prepare_batch(incv3_graph *g, int batch, incv3_error *err)
+int incv3_graph_prepare_batch(incv3_graph *g, int batch, incv3_error *err)
 {
     free_activations(g);
     incv3_tensor_free(&g->input_blk);
@@ -161,19 +194,6 @@ static int prepare_batch(incv3_graph *g, int batch, incv3_error *err)
         }
     }
     return 0;
-}
-
-/* Marks the nodes the requested outputs depend on (needed: computed = -1 placeholder via pending). */
-static void mark_needed(incv3_graph *g, unsigned outputs, unsigned char *needed)
-{
-    memset(needed, 0, (size_t)g->n_nodes);
-    for (int s = 0; s < INCV3_MAX_OUTPUTS; s++)
-        if ((outputs >> s) & 1u && g->outputs[s] >= 0)
-            needed[g->outputs[s]] = 1;
-    for (int i = g->n_nodes - 1; i >= 0; i--)
-        if (needed[i])
-            for (int j = 0; j < g->nodes[i].n_inputs; j++)
-                needed[g->nodes[i].inputs[j]] = 1;
 }
 
 int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const incv3_forward_opts *opts,
@@ -192,7 +212,7 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
     /* Kernels are chosen per batch and thread count (the fastest of a layer can change with either); a new
      * thread count alone only chooses the convolutions' kernels again. */
     if (batch != g->batch) {
-        if (prepare_batch(g, batch, err))
+        if (incv3_graph_prepare_batch(g, batch, err))
             return -1;
     } else if (omp_get_max_threads() != g->prepared_threads) {
         free_activations(g);
@@ -206,52 +226,24 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
         free_activations(g);
     }
     unsigned char needed[g->n_nodes];
-    mark_needed(g, outputs, needed);
+    incv3_graph_mark_needed(g, outputs, needed);
 
     g->fwd_input = input;
-    if (g->layout == INCV3_LAYOUT_NCHW8C) {
-        incv3_dims d = {batch, g->in_c, g->in_h, g->in_w};
-        if (!g->input_blk.data && incv3_tensor_alloc(&g->input_blk, batch, (g->in_c + 7) / 8 * 8, g->in_h,
-                                                     g->in_w, "the blocked input", err))
-            return -1;
-        reorder_nchw_to_nchw8c_f32(d, input, g->input_blk.data);
-    }
-    g->fwd_mode = opts->mode;
-    g->fwd_for_backward = opts->for_backward;
-    /* The fused chains have a training backward only: an inference-mode step that will be differentiated
-     * (as check-golden runs) takes the unfused path. */
-    g->fuse_active = g->ks->bn_relu_fwd_train && (opts->mode == INCV3_TRAIN || !opts->for_backward);
+    if (make_input_blk(g, err))
+        return -1;
+    incv3_graph_begin_step(g, opts->mode, opts->for_backward);
     for (int i = 0; i < g->n_nodes; i++) {
-        incv3_node *nd = &g->nodes[i];
-        nd->computed = 0;
-        nd->grad_written = 0;
-        nd->pending = 0;
-        nd->keep = is_graph_output(g, i) || (opts->for_backward && nd->ops->bwd_needs_output);
+        g->nodes[i].computed = 0;
+        g->nodes[i].grad_written = 0;
     }
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (!needed[i])
-            continue;
-        const incv3_node *nd = &g->nodes[i];
-        for (int j = 0; j < nd->n_inputs; j++) {
-            incv3_node *src = &g->nodes[nd->inputs[j]];
-            src->pending++;
-            if (opts->for_backward && nd->ops->bwd_needs_input)
-                src->keep = 1;
-        }
-    }
+    incv3_graph_mark_lifetimes(g, needed, opts->for_backward);
     g->nodes[0].computed = 1;
     for (int i = 1; i < g->n_nodes; i++) {
         if (!needed[i])
             continue;
         incv3_node *nd = &g->nodes[i];
-        /* A fused batchnorm stores nothing of its own; it writes its relu's output, allocated then. In pure
-         * inference the conv writes that output itself, BN and ReLU applied in its epilogue. */
-        const int fused = g->fuse_active && (nd->fused_into >= 0 || (nd->ops == &incv3_layer_batchnorm &&
-                                                                      nd->fuse_next >= 0) ||
-                                             (nd->ops == &incv3_layer_conv && nd->fuse_next >= 0 &&
-                                              incv3_fused_inference(g)));
         const double t0 = g->prof_fwd ? prof_now() : 0;
-        if ((!fused && incv3_node_alloc_output(g, nd, err)) || nd->ops->forward(g, nd, opts, err)) {
+        if ((incv3_node_stores_output(g, nd) && incv3_node_alloc_output(g, nd, err)) || nd->ops->forward(g, nd, opts, err)) {
             free_activations(g);
             g->fwd_for_backward = 0;
             return -1;
@@ -263,6 +255,8 @@ int incv3_graph_forward(incv3_graph *g, const float *input, int batch, const inc
             incv3_node *src = &g->nodes[nd->inputs[j]];
             if (--src->pending == 0 && !src->keep && !is_input(src))
                 track_free(g, &src->out);
+            else if (src->pending == 0 && is_input(src) && src->recompute)
+                incv3_tensor_free(&g->input_blk);
         }
     }
     /* Outputs are NCHW for the caller whatever the layout inside. */
@@ -309,20 +303,7 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
         return incv3_fail(err, "backward needs a forward pass run with for_backward set");
     g->fwd_for_backward = 0;
     g->bwd_d_input = d_input;
-    for (int i = 0; i < g->n_nodes; i++) {
-        incv3_node *nd = &g->nodes[i];
-        nd->grad_written = 0;
-        if (is_input(nd)) {
-            nd->requires_grad = d_input != NULL;
-            continue;
-        }
-        int rg = 0;
-        for (int k = 0; k < nd->n_params; k++)
-            rg |= g->params[nd->param_first + k].kind == INCV3_PARAM;
-        for (int j = 0; j < nd->n_inputs; j++)
-            rg |= g->nodes[nd->inputs[j]].requires_grad;
-        nd->requires_grad = nd->computed && rg;
-    }
+    incv3_graph_mark_requires_grad(g, d_input != NULL);
     int rc = 0;
     for (int s = 0; s < INCV3_MAX_OUTPUTS && rc == 0; s++) {
         if (!d_out || !d_out[s] || g->outputs[s] < 0)
@@ -362,7 +343,7 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
             continue;
         }
         const double t0 = g->prof_bwd ? prof_now() : 0;
-        if (nd->ops->backward(g, nd, err)) {
+        if (incv3_graph_recompute_inputs(g, nd, err) || nd->ops->backward(g, nd, err)) {
             rc = -1;
             break;
         }
@@ -375,11 +356,10 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
             rc = -1;
             break;
         }
-        /* A fused relu's output and gradient are read by its batchnorm's backward, which frees them. */
-        if (g->fuse_active && nd->fused_into >= 0)
+        if (!incv3_node_freed_after_backward(g, nd))
             continue;
         /* Every reader of this node ran its backward already (readers come later in node order). */
-        if (!is_graph_output(g, i))
+        if (!incv3_graph_is_output(g, i))
             track_free(g, &nd->out);
         track_free(g, &nd->grad);
     }
@@ -389,7 +369,7 @@ int incv3_graph_backward(incv3_graph *g, const float *const d_out[INCV3_MAX_OUTP
         reorder_nchw8c_to_nchw_f32(incv3_node_dims(g, &g->nodes[0]), g->nodes[0].grad.data, d_input);
     track_free(g, &g->nodes[0].grad);
     for (int i = 1; i < g->n_nodes; i++) {
-        if (!is_graph_output(g, i))
+        if (!incv3_graph_is_output(g, i))
             track_free(g, &g->nodes[i].out);
         track_free(g, &g->nodes[i].grad);
     }

@@ -12,12 +12,18 @@
 
 typedef struct incv3_node incv3_node;
 
+/* The graph's shared conv workspaces (see incv3_graph.ws). */
+typedef enum { INCV3_WS_BLOCKED, INCV3_WS_PACKED, INCV3_WS_COUNT } incv3_workspace;
+
 /* What a layer does; one constant instance per layer type (src/layers/<type>.c). */
 typedef struct incv3_layer_ops {
     const char *kind;          /* short name, e.g. "conv" */
     const char *display;       /* row label in summaries (the seed's), NULL: not shown */
     int bwd_needs_input;       /* backward reads the inputs' forward values */
     int bwd_needs_output;      /* backward reads this node's forward output */
+    /* forward is exact and cheap next to its readers (max pooling): where a reader's backward needs the
+     * output, it is computed again from the kept inputs instead of held from forward to backward */
+    int recomputable;
     /* Prepares per-batch state (kernel choice, scratch) before a forward at a new batch size. */
     int (*prepare)(incv3_graph *g, incv3_node *nd, int batch, incv3_error *err);
     int (*forward)(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err);
@@ -53,12 +59,15 @@ struct incv3_node {
     int consumers;     /* nodes reading this output (static) */
     int pending;       /* consumers still to run forward this step */
     int keep;          /* output kept after forward for backward */
+    int last_reader;   /* the last node reading this output in forward, -1 for none */
+    int restore_at;    /* the concat that copies this output back before its backward (lifetime.c), or -1 */
+    int recompute;     /* output freed after forward, computed again before a reader's backward (lifetime.c) */
     const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
-    float *wblk, *dwblk; /* conv: blocked copies of the weights and their gradient (blocked layout only) */
-    /* conv kernels with weights of their own form (Winograd): packed for the forward and backward-data
-     * kernels; wseen is the copy of the OIHW weights wpack was made from in inference (wseen_valid), so
-     * repeated inference passes skip the packing while the weights stay the same. */
-    float *wpack, *wpack_bwd, *wseen;
+    /* conv kernels with weights of their own form (Winograd), in inference only: the forward's packed
+     * weights and the copy of the OIHW weights they were made from (wseen_valid), so repeated inference
+     * passes skip the packing while the weights stay the same. Training packs into the graph's workspace
+     * (the weights change every step). */
+    float *wpack, *wseen;
     int wseen_valid;
     float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */
     /* Fusion of conv -> batchnorm -> relu chains in the blocked layout (planned by incv3_graph_plan_fusion):
@@ -91,6 +100,10 @@ struct incv3_graph {
     int plan_cache_read, plan_timing_told;
     int deterministic;          /* kernel choice by a fixed rule, see incv3_graph_set_deterministic */
     incv3_tensor input_blk;                      /* the caller's input reordered (blocked layout) */
+    /* Conv weight workspaces shared by all layers (one layer runs at a time), sized for the largest:
+     * blocked weights or weight gradient, and weights packed for a kernel with a form of its own. */
+    float *ws[INCV3_WS_COUNT];
+    size_t ws_floats[INCV3_WS_COUNT];
     incv3_tensor out_plain[INCV3_MAX_OUTPUTS];   /* non-flat outputs reordered back to NCHW */
     int fwd_for_backward; /* the last forward kept state for backward */
     int fuse_active;      /* the last forward ran the fused chains */
@@ -127,6 +140,34 @@ static inline int incv3_fused_inference(const incv3_graph *g)
 {
     return g->fuse_active && g->fwd_mode == INCV3_INFER && !g->fwd_for_backward;
 }
+
+/* Grows workspace ws to at least `floats` (contents not kept); returns non-zero when out of memory. */
+int incv3_graph_reserve_workspace(incv3_graph *g, incv3_workspace ws, size_t floats, incv3_error *err);
+
+/* Chooses kernels and sizes the workspaces for a batch (frees the activations). */
+int incv3_graph_prepare_batch(incv3_graph *g, int batch, incv3_error *err);
+
+/* ---- activation lifetimes (lifetime.c), shared by the executor and the memory plan ---- */
+/* Marks (non-zero) the nodes the requested outputs (bit s: slot s) depend on. */
+void incv3_graph_mark_needed(const incv3_graph *g, unsigned outputs, unsigned char *needed);
+/* Records a step's mode and whether the fused chains run. */
+void incv3_graph_begin_step(incv3_graph *g, incv3_mode mode, int for_backward);
+/* Before backward: which nodes a gradient flows into (those computed with a parameter or such an input;
+ * the input node when its gradient is asked for); clears grad_written. */
+void incv3_graph_mark_requires_grad(incv3_graph *g, int input_grad);
+int incv3_graph_is_output(const incv3_graph *g, int id);
+/* For a forward computing the `needed` nodes, sets each node's pending (readers to run), keep (output
+ * kept after its last reader: graph outputs and, for backward, outputs a backward reads) and restore_at. */
+void incv3_graph_mark_lifetimes(incv3_graph *g, const unsigned char *needed, int for_backward);
+/* Whether the executor allocates nd's output before its forward (fused chains store fewer tensors). */
+int incv3_node_stores_output(const incv3_graph *g, const incv3_node *nd);
+/* Whether the executor frees nd's output (unless a graph output) and gradient right after its backward. */
+int incv3_node_freed_after_backward(const incv3_graph *g, const incv3_node *nd);
+/* Before nd's backward: the inputs marked recompute whose outputs are gone run their forward again. */
+int incv3_graph_recompute_inputs(incv3_graph *g, incv3_node *nd, incv3_error *err);
+/* Concat nd's backward: the inputs whose outputs were freed after the forward (restore_at) get them back
+ * from nd's output slices. */
+int incv3_concat_restore_inputs(incv3_graph *g, incv3_node *nd, incv3_error *err);
 
 /* Marks conv -> batchnorm -> relu chains that can run fused (blocked layout). */
 void incv3_graph_plan_fusion(incv3_graph *g);

@@ -55,8 +55,37 @@ static int concat_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_op
     return 0;
 }
 
+int incv3_concat_restore_inputs(incv3_graph *g, incv3_node *nd, incv3_error *err)
+{
+    const int id = (int)(nd - g->nodes);
+    size_t plane = (size_t)nd->h * nd->w, out_sample = incv3_node_sample_size(g, nd);
+    for (int i = 0, offset = 0; i < nd->n_inputs; i++) {
+        incv3_node *src = &g->nodes[nd->inputs[i]];
+        const int src_c = src->c;
+        offset += src_c;
+        /* Only an input whose backward will run reads its output again. */
+        if (src->restore_at != id || !src->requires_grad)
+            continue;
+        if (incv3_node_alloc_output(g, src, err))
+            return -1;
+        if (g->layout == INCV3_LAYOUT_NCHW8C) {
+            /* The slice copy a gradient takes, here of the values: padding lanes come back zero. */
+            concat_slice_bwd_f32_nchw8c(g->batch, nd->h, nd->w, nd->out.data, nd->c, offset - src_c,
+                                        src->out.data, src_c, 0);
+        } else {
+            const size_t in_sample = (size_t)src_c * plane;
+            for (int n = 0; n < g->batch; n++)
+                memcpy(src->out.data + n * in_sample, nd->out.data + n * out_sample + (offset - src_c) * plane,
+                       in_sample * sizeof(float));
+        }
+    }
+    return 0;
+}
+
 static int concat_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
+    if (incv3_concat_restore_inputs(g, nd, err))
+        return -1;
     if (g->layout == INCV3_LAYOUT_NCHW8C) {
         for (int i = 0, offset = 0; i < nd->n_inputs; i++) {
             const int src_c = g->nodes[nd->inputs[i]].c;

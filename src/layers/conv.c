@@ -148,12 +148,9 @@ int incv3_graph_conv_algo_in_use(incv3_graph *g, int batch, const char *algo_pre
 
 static void conv_release(incv3_node *nd)
 {
-    incv3_aligned_free(nd->wblk);
-    incv3_aligned_free(nd->dwblk);
     incv3_aligned_free(nd->wpack);
-    incv3_aligned_free(nd->wpack_bwd);
     incv3_aligned_free(nd->wseen);
-    nd->wblk = nd->dwblk = nd->wpack = nd->wpack_bwd = nd->wseen = NULL;
+    nd->wpack = nd->wseen = NULL;
     nd->wseen_valid = 0;
 }
 
@@ -163,63 +160,63 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
     incv3_conv_node_kernels(g, nd, batch, k);
     if (!k[0] || !k[1] || !k[2])
         return incv3_fail(err, "conv %s: no %s kernel serves this shape", nd->name, incv3_isa_name(g->isa));
-    /* The weights' buffers depend on the layer and its kernels only, not on the batch. */
-    const int same = k[0] == nd->kfwd && k[1] == nd->kbwd_data && k[2] == nd->kbwd_weights &&
-                     (g->layout != INCV3_LAYOUT_NCHW8C || nd->wblk);
+    /* An inference pack is in the form of the forward kernel it was made for. */
+    if (k[0] != nd->kfwd)
+        conv_release(nd);
     nd->kfwd = k[0], nd->kbwd_data = k[1], nd->kbwd_weights = k[2];
-    if (same)
+    if (g->layout != INCV3_LAYOUT_NCHW8C)
         return 0;
-    conv_release(nd);
-    if (g->layout == INCV3_LAYOUT_NCHW8C) {
-        incv3_conv_shape s = conv_shape(g, nd);
-        const size_t count = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
-        nd->wblk = incv3_aligned_alloc(count * sizeof(float), 0);
-        nd->dwblk = incv3_aligned_alloc(count * sizeof(float), 0);
-        int bad = !nd->wblk || !nd->dwblk;
-        if (nd->kfwd->pack)
-            bad |= !(nd->wpack = incv3_aligned_alloc(nd->kfwd->packed_floats(&s) * sizeof(float), 0));
-        if (nd->kbwd_data->pack)
-            bad |= !(nd->wpack_bwd = incv3_aligned_alloc(nd->kbwd_data->packed_floats(&s) * sizeof(float), 0));
-        if (bad)
-            return incv3_fail_oom(err, count * sizeof(float), "the blocked weights of a convolution");
-    }
+    incv3_conv_shape s = conv_shape(g, nd);
+    size_t packed = 0;
+    if (nd->kfwd->pack)
+        packed = nd->kfwd->packed_floats(&s);
+    if (nd->kbwd_data->pack && nd->kbwd_data->packed_floats(&s) > packed)
+        packed = nd->kbwd_data->packed_floats(&s);
+    if (incv3_graph_reserve_workspace(g, INCV3_WS_BLOCKED, reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw), err) ||
+        incv3_graph_reserve_workspace(g, INCV3_WS_PACKED, packed, err))
+        return -1;
     return 0;
 }
 
 /* The forward kernel's weights: blocked (and packed, for kernels with a form of their own) from the OIHW
- * parameters. Training changes the weights every step, so they are converted at every training forward;
- * inference passes (evaluation, predict) convert once and then only check that the weights are unchanged. */
-static const float *forward_weights(incv3_node *nd, const incv3_conv_shape *s, const float *w,
+ * parameters, into the graph's shared workspaces. Training changes the weights every step, so they are
+ * converted at every forward (one pass over the weights); inference passes (evaluation, predict) keep each
+ * layer's pack and only check that the weights are unchanged. */
+static const float *forward_weights(incv3_graph *g, incv3_node *nd, const incv3_conv_shape *s, const float *w,
                                     const incv3_forward_opts *o, incv3_error *err)
 {
-    if (!nd->wblk)
+    if (g->layout != INCV3_LAYOUT_NCHW8C)
         return w;
     const size_t count = (size_t)s->k * s->c * s->kh * s->kw;
     const int inference = o->mode == INCV3_INFER && !o->for_backward && nd->kfwd->pack;
+    if (!inference && nd->wpack)
+        conv_release(nd); /* the weights change from now on: no inference pack stays through training */
     if (inference && nd->wseen_valid && memcmp(nd->wseen, w, count * sizeof(float)) == 0)
         return nd->wpack;
-    /* The optimizer updates the OIHW parameters (PyTorch's layout, as checkpoints store them); the
-     * blocked copy costs one pass over the weights per step. */
-    reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, w, nd->wblk);
+    float *blk = g->ws[INCV3_WS_BLOCKED];
+    reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, w, blk);
     if (!nd->kfwd->pack)
-        return nd->wblk;
-    nd->kfwd->pack(s, nd->wblk, nd->wpack);
-    nd->wseen_valid = 0;
-    if (inference) {
-        if (!nd->wseen && !(nd->wseen = incv3_aligned_alloc(count * sizeof(float), 0))) {
-            incv3_fail_oom(err, count * sizeof(float), "the weights' copy of a convolution");
-            return NULL;
-        }
-        memcpy(nd->wseen, w, count * sizeof(float));
-        nd->wseen_valid = 1;
+        return blk;
+    if (!inference) {
+        nd->kfwd->pack(s, blk, g->ws[INCV3_WS_PACKED]);
+        return g->ws[INCV3_WS_PACKED];
     }
+    nd->wseen_valid = 0;
+    if ((!nd->wpack && !(nd->wpack = incv3_aligned_alloc(nd->kfwd->packed_floats(s) * sizeof(float), 0))) ||
+        (!nd->wseen && !(nd->wseen = incv3_aligned_alloc(count * sizeof(float), 0)))) {
+        incv3_fail_oom(err, (nd->kfwd->packed_floats(s) + count) * sizeof(float), "the packed weights of a convolution");
+        return NULL;
+    }
+    nd->kfwd->pack(s, blk, nd->wpack);
+    memcpy(nd->wseen, w, count * sizeof(float));
+    nd->wseen_valid = 1;
     return nd->wpack;
 }
 
 static int conv_forward(incv3_graph *g, incv3_node *nd, const incv3_forward_opts *o, incv3_error *err)
 {
     incv3_conv_shape s = conv_shape(g, nd);
-    const float *w = forward_weights(nd, &s, incv3_node_param(g, nd, 0)->data, o, err);
+    const float *w = forward_weights(g, nd, &s, incv3_node_param(g, nd, 0)->data, o, err);
     if (!w)
         return -1;
     if (nd->fuse_next >= 0 && incv3_fused_inference(g)) {
@@ -247,23 +244,30 @@ static int conv_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
     incv3_conv_shape s = conv_shape(g, nd);
     incv3_param *w = incv3_node_param(g, nd, 0);
-    nd->kbwd_weights->fn.bwd_weights(&s, incv3_node_input_data(g, nd, 0), nd->grad.data,
-                                     nd->dwblk ? nd->dwblk : w->grad);
-    if (nd->dwblk)
-        reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, nd->dwblk, w->grad);
+    const int blocked = g->layout == INCV3_LAYOUT_NCHW8C;
+    float *blk = g->ws[INCV3_WS_BLOCKED];
+    /* The blocked weight gradient lives in the workspace only until it is reordered into PyTorch's layout. */
+    nd->kbwd_weights->fn.bwd_weights(&s, incv3_node_input_data(g, nd, 0), nd->grad.data, blocked ? blk : w->grad);
+    if (blocked)
+        reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, blk, w->grad);
     float *dx;
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
         return -1;
-    if (dx) {
-        /* The blocked weights are this step's: backward follows a forward that converted them. */
-        const float *wk = nd->wblk ? nd->wblk : w->data;
+    if (!dx)
+        return 0;
+    const float *wk = w->data;
+    if (blocked) {
+        /* The weights are those of this step's forward (the optimizer runs after backward); blocking them
+         * again costs one pass over them and saves a per-layer copy. */
+        reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w->data, blk);
+        wk = blk;
         if (nd->kbwd_data->pack) {
-            nd->kbwd_data->pack(&s, nd->wblk, nd->wpack_bwd);
-            wk = nd->wpack_bwd;
+            nd->kbwd_data->pack(&s, blk, g->ws[INCV3_WS_PACKED]);
+            wk = g->ws[INCV3_WS_PACKED];
         }
-        nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, wk, dx, acc);
     }
+    nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, wk, dx, acc);
     return 0;
 }
 

@@ -95,6 +95,7 @@ const incv3_layer_ops incv3_layer_maxpool = {
     .kind = "maxpool",
     .display = "2D max pooling",
     .bwd_needs_input = 1,
+    .recomputable = 1,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
 };
