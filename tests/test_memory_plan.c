@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "graph/memory_plan.h"
@@ -93,7 +94,11 @@ static void check_plan(const char *algo)
     const double rss = (double)ru.ru_maxrss * 1024.0;
     print_message("  peak RSS %.1f MiB\n", rss / 1048576.0);
     assert_true((double)mp.total <= 1.1 * rss);
-    assert_true(rss <= 2.0 * (double)mp.total + 96.0 * 1048576.0);
+    /* AddressSanitizer's shadow memory and quarantine inflate the RSS (the CI's sanitizer pass sets
+     * INCV3_SANITIZER_PASS): there only the lower bound and the exact executor check above hold. */
+    const char *sanitized = getenv("INCV3_SANITIZER_PASS");
+    if (!sanitized || strcmp(sanitized, "1") != 0)
+        assert_true(rss <= 2.0 * (double)mp.total + 96.0 * 1048576.0);
     incv3_adamw_free(opt);
     incv3_graph_free(g);
 }
