@@ -16,6 +16,7 @@
 
 #include "incv3/model.h"
 #include "sched/partition.h"
+#include "sched/start.h"
 #include "sched/team.h"
 #include "sched/topology.h"
 
@@ -411,6 +412,64 @@ static void test_team_apply(void **state)
     incv3_topology_free(&t);
 }
 
+/* The PU each thread of a region of n threads runs on, or -1 where it may run on more than one. */
+static void region_pus(int n, int *pu)
+{
+#pragma omp parallel num_threads(n)
+    {
+        cpu_set_t set;
+        int only = -1;
+        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1)
+            for (int c = 0; c < CPU_SETSIZE; c++)
+                if (CPU_ISSET(c, &set))
+                    only = c;
+        pu[omp_get_thread_num()] = only;
+    }
+}
+
+/* Shrinking the active count to 1 and then 2 makes libgomp end threads 2..3; the threads it creates when
+ * the count grows to 4 again inherit thread 0's binding. incv3_sched_use_threads pins them again. Four
+ * threads on this machine's PUs 0 and 1 (alternating, so that a thread left on thread 0's PU shows). */
+static void test_use_threads_keeps_binding(void **state)
+{
+    (void)state;
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    if (!CPU_ISSET(0, &mine) || !CPU_ISSET(1, &mine))
+        skip(); /* needs PUs 0 and 1 */
+    incv3_sched_started st;
+    memset(&st, 0, sizeof st);
+    st.threads = 4;
+    st.have_team_cpus = 1;
+    for (int i = 0; i < 4; i++)
+        st.pu[i] = i % 2;
+    incv3_error err;
+    omp_set_dynamic(0);
+    /* Pinned once, as incv3_team_apply does at start-up. */
+#pragma omp parallel num_threads(4)
+    {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(st.pu[omp_get_thread_num()], &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    const int counts[] = {4, 1, 2, 4, 3, 4};
+    for (size_t r = 0; r < sizeof counts / sizeof counts[0]; r++) {
+        if (incv3_sched_use_threads(&st, counts[r], &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(omp_get_max_threads(), counts[r]);
+        int pu[4] = {-1, -1, -1, -1};
+        region_pus(counts[r], pu);
+        for (int i = 0; i < counts[r]; i++)
+            if (pu[i] != i % 2)
+                fail_msg("count %d (step %zu): thread %d runs on PU %d, not %d", counts[r], r, i, pu[i], i % 2);
+    }
+    assert_int_equal(incv3_sched_use_threads(&st, 5, &err), -1);
+    assert_non_null(strstr(err.msg, "5 threads asked of a team of 4"));
+    sched_setaffinity(0, sizeof mine, &mine);
+    omp_set_num_threads(1);
+}
+
 /* ---- partitions ---- */
 
 typedef struct shape_list {
@@ -634,6 +693,7 @@ int main(void)
         cmocka_unit_test(test_team_sources),
         cmocka_unit_test(test_team_numa),
         cmocka_unit_test(test_team_apply),
+        cmocka_unit_test(test_use_threads_keeps_binding),
         cmocka_unit_test(test_partitions_cover_model),
         cmocka_unit_test(test_partitions_small_model),
         cmocka_unit_test(test_small_layers_keep_threads_busy),

@@ -334,7 +334,8 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
     const char *mode = train ? "train" : "infer";
     /* One warm-up step per count (first-touch, kernel choice, caches), then rounds over the counts. */
     for (int t = 0; t < ncounts; t++) {
-        omp_set_num_threads(counts[t]);
+        if (incv3_sched_use_threads(&team, counts[t], &err))
+            goto step_failed;
         double t0 = now_seconds();
         if (run_step(&b, &err))
             goto step_failed;
@@ -345,7 +346,8 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
     }
     for (int r = 0; r < repeat; r++) {
         for (int t = 0; t < ncounts; t++) {
-            omp_set_num_threads(counts[t]);
+            if (incv3_sched_use_threads(&team, counts[t], &err))
+                goto step_failed;
             double t0 = now_seconds();
             if (run_step(&b, &err))
                 goto step_failed;

@@ -1,5 +1,7 @@
 #include "sched/start.h"
 
+#include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +33,43 @@ int incv3_sched_start(incv3_team_request req, incv3_sched_started *out, incv3_er
                  team.cores_used > 1 ? "s" : "", team.packages_used, team.packages_used > 1 ? "s" : "",
                  team.bind == INCV3_BIND_CORE ? "pinned to their cores" : "not pinned");
         CPU_ZERO(&out->team_cpus);
-        for (int i = 0; i < team.threads; i++)
+        for (int i = 0; i < team.threads; i++) {
+            if (i < CPU_SETSIZE)
+                out->pu[i] = team.pu[i];
             if (team.pu[i] >= 0 && team.pu[i] < CPU_SETSIZE)
                 CPU_SET(team.pu[i], &out->team_cpus);
+        }
         out->have_team_cpus = team.bind == INCV3_BIND_CORE;
         incv3_team_free(&team);
     }
     incv3_topology_free(&topo);
     return rc;
+}
+
+int incv3_sched_use_threads(const incv3_sched_started *st, int n, incv3_error *err)
+{
+    if (n < 1 || n > st->threads)
+        return incv3_fail(err, "%d threads asked of a team of %d", n, st->threads);
+    omp_set_num_threads(n);
+    if (!st->have_team_cpus)
+        return 0;
+    int bad_thread = -1, bad_errno = 0;
+#pragma omp parallel num_threads(n)
+    {
+        const int i = omp_get_thread_num(), pu = st->pu[i];
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (pu >= 0 && pu < CPU_SETSIZE)
+            CPU_SET(pu, &set);
+        if (pu < 0 || pu >= CPU_SETSIZE || sched_setaffinity(0, sizeof set, &set)) {
+            const int e = pu < 0 || pu >= CPU_SETSIZE ? EINVAL : errno;
+#pragma omp critical(incv3_sched_rebind)
+            if (bad_thread < 0 || i < bad_thread)
+                bad_thread = i, bad_errno = e;
+        }
+    }
+    if (bad_thread >= 0)
+        return incv3_fail(err, "binding thread %d to PU %d failed (%s); --bind none leaves placement to the OS",
+                          bad_thread, st->pu[bad_thread], strerror(bad_errno));
+    return 0;
 }
