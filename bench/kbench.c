@@ -35,7 +35,7 @@ static const char usage[] =
     "  --algo A       convolutions: auto (default: every kernel of the ISA serving the shape is timed, the\n"
     "                 fastest is reported), winograd (the fastest Winograd tile), or one of direct,\n"
     "                 winograd-f2x2, winograd-f4x4, winograd-f6x6 (3x3), winograd-f2, winograd-f4 (1x3, 3x1,\n"
-    "                 1x7, 7x1),\n"
+    "                 1x7, 7x1), gemm (a 1x1 output: the 75x75 model's last blocks),\n"
     "                 ref; other ops: auto, direct, ref\n"
     "  --isa I        auto (default: the best this CPU runs), scalar, avx2, neon\n"
     "  --shape S      one convolution: C,H,W,K,KH,KW,stride,padH,padW\n"

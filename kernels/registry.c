@@ -7,9 +7,11 @@
 #if INCV3_HAVE_X86_64
 #include "avx2/avx2_fused.h"
 #include "avx2/avx2_kernels.h"
+#include "avx2/conv_gemm_avx2.h"
 #include "avx2/conv_winograd_avx2.h"
 #endif
 #if INCV3_HAVE_AARCH64
+#include "neon/conv_gemm_neon.h"
 #include "neon/conv_winograd_neon.h"
 #include "neon/neon_fused.h"
 #include "neon/neon_kernels.h"
@@ -43,6 +45,15 @@
     BWD_DATA(conv_bwd_data_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),     \
     BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL)
 
+/* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h). */
+#define GEMM(isa_, sfx)                                                                                      \
+    FWD(conv_fwd_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,              \
+        .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx,                     \
+        .fwd_stats = conv_fwd_stats_f32_gemm__##sfx, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_gemm__##sfx), \
+    BWD_DATA(conv_bwd_data_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,     \
+             .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx),              \
+    BWD_WEIGHTS(conv_bwd_weights_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx)
+
 /* Within a pass, ISA and layout, the first entry serving a shape is the default (direct, where the ISA
  * has it); --conv-algo auto times the others against it. */
 static const incv3_conv_kernel conv_kernels[] = {
@@ -51,6 +62,7 @@ static const incv3_conv_kernel conv_kernels[] = {
     BWD_WEIGHTS(conv_bwd_weights_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL),
 #if INCV3_HAVE_X86_64
     DIRECT(INCV3_ISA_AVX2, avx2),
+    GEMM(INCV3_ISA_AVX2, avx2),
     /* Winograd: only the variants whose float32 error stays within 1e-4 on the model's shapes (see
      * conv_winograd_avx2.h and the README); backward-weights stays direct. */
     WINOGRAD(f6x6_3x3, "winograd-f6x6", INCV3_ISA_AVX2, avx2),
@@ -67,6 +79,7 @@ static const incv3_conv_kernel conv_kernels[] = {
 #endif
 #if INCV3_HAVE_AARCH64
     DIRECT(INCV3_ISA_NEON, neon),
+    GEMM(INCV3_ISA_NEON, neon),
     WINOGRAD(f6x6_3x3, "winograd-f6x6", INCV3_ISA_NEON, neon),
     WINOGRAD(f4x4_3x3, "winograd-f4x4", INCV3_ISA_NEON, neon),
     WINOGRAD(f2x2_3x3, "winograd-f2x2", INCV3_ISA_NEON, neon),

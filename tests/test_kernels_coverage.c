@@ -2,8 +2,8 @@
  *
  * (a) Every entry of the convolution registry whose ISA this CPU runs (any pass, any algo, any layout)
  *     against the scalar reference on the model-like shapes its supports() accepts (1x1, 3x3 stride 1 pad 1,
- *     3x3 stride 2, 1x7 pad (0,3), 7x1 pad (3,0), 5x5 pad 2, 1x3 pad (0,1), 3x1 pad (1,0); channels and
- *     outputs 5, 13, 16; batch 2), with
+ *     3x3 stride 2, 1x7 pad (0,3), 7x1 pad (3,0), 5x5 pad 2, 1x3 pad (0,1), 3x1 pad (1,0) on 9x10 maps, and
+ *     single-pixel outputs from 1x1, 3x3 and 4x4 maps; channels and outputs 5, 13, 16; batch 2), with
  *     its weight packing where it has one, its fused forward passes (fwd_stats, fwd_bn_relu_infer) where it
  *     has them, accumulate 0 and 1 for backward-data, padding lanes of blocked outputs +0. An available
  *     entry serving none of the shapes fails: add a shape it serves here.
@@ -31,12 +31,16 @@
 /* ---- (a) the convolution registry ---- */
 
 typedef struct kern_shape {
-    int kh, kw, s, ph, pw;
+    int kh, kw, s, ph, pw, h, w;
 } kern_shape;
 
 static const kern_shape kern_shapes[] = {
-    {1, 1, 1, 0, 0}, {3, 3, 1, 1, 1}, {3, 3, 2, 0, 0}, {1, 7, 1, 0, 3}, {7, 1, 1, 3, 0}, {5, 5, 1, 2, 2},
-    {1, 3, 1, 0, 1}, {3, 1, 1, 1, 0},
+    {1, 1, 1, 0, 0, 9, 10}, {3, 3, 1, 1, 1, 9, 10}, {3, 3, 2, 0, 0, 9, 10}, {1, 7, 1, 0, 3, 9, 10},
+    {7, 1, 1, 3, 0, 9, 10}, {5, 5, 1, 2, 2, 9, 10}, {1, 3, 1, 0, 1, 9, 10}, {3, 1, 1, 1, 0, 9, 10},
+    /* one output pixel (the 75x75 model's last blocks): 1x1 maps, padded taps off the map, a stride-2
+     * window over a whole 3x3 map, and one that leaves a 4x4 map's last row and column unread */
+    {1, 1, 1, 0, 0, 1, 1}, {3, 3, 1, 1, 1, 1, 1}, {1, 3, 1, 0, 1, 1, 1}, {3, 1, 1, 1, 0, 1, 1},
+    {3, 3, 2, 0, 0, 3, 3}, {3, 3, 2, 0, 0, 4, 4},
 };
 static const int chan_counts[] = {5, 13, 16};
 
@@ -252,7 +256,7 @@ static void test_conv_registry(void **state)
                     if (emu && ki != (ci + 1) % 3)
                         continue;
                     const kern_shape *k = &kern_shapes[ks];
-                    const conv_case cc = {2, chan_counts[ci], 9, 10, chan_counts[ki], k->kh, k->kw, k->s, k->s,
+                    const conv_case cc = {2, chan_counts[ci], k->h, k->w, chan_counts[ki], k->kh, k->kw, k->s, k->s,
                                           k->ph, k->pw, k->ph, k->pw};
                     const incv3_conv_shape s = conv_case_shape(&cc);
                     offered++;

@@ -515,10 +515,18 @@ static void test_threads(void **state)
     /* Enough tiles for several groups of every variant; odd channel counts. Emulated runs have one thread
      * (OMP_THREAD_LIMIT=1), where the check holds trivially: a small shape. */
     const int emu = conv_test_emulated();
-    for (size_t vi = 0; vi < nvariants; vi++) {
-        const wg_variant *v = &variants[vi];
+    /* Case 1: a 3x3 map of one image, fewer tile groups than 3 threads: the output channels of a group are
+     * cut among the threads (wg_k_parts), 37 of them in 3 block pairs. */
+    for (size_t ci = 0; ci < 2 * nvariants; ci++) {
+        const wg_variant *v = &variants[ci % nvariants];
+        const int few = ci >= nvariants, threads[2] = {1, few ? 3 : 2};
         conv_case cc = {emu ? 1 : 3, 19, emu ? 9 : 35, emu ? 11 : 33, 21, v->kh, v->kw, 1, 1, v->kh / 2, v->kw / 2,
                         v->kh / 2, v->kw / 2};
+        if (few) {
+            cc.n = 1;
+            cc.h = cc.w = 3;
+            cc.k = 37;
+        }
         const incv3_conv_shape s = conv_case_shape(&cc);
         const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
         const size_t xbcnt = reorder_nchw8c_count(dx), ybcnt = reorder_nchw8c_count(dy);
@@ -543,7 +551,7 @@ static void test_threads(void **state)
         float *y[2], *ys[2], *z[2], *d0[2], *d1[2], *u1[2], *u2[2];
         double *sum[2], *sq[2];
         for (int t = 0; t < 2; t++) {
-            conv_test_set_threads(t + 1);
+            conv_test_set_threads(threads[t]);
             u1[t] = pack(v, &s, wb, 0);
             u2[t] = pack(v, &s, wb, 1);
             y[t] = conv_test_alloc(ybcnt);
@@ -561,7 +569,7 @@ static void test_threads(void **state)
         }
         conv_test_set_threads(2);
         char what[96];
-        snprintf(what, sizeof what, "%s threads", v->name);
+        snprintf(what, sizeof what, "%s, %d vs %d threads%s", v->name, threads[0], threads[1], few ? ", 3x3 map" : "");
         conv_test_same_bits(u1[0], u1[1], v->fwd_floats(&s) * sizeof(float), what);
         conv_test_same_bits(u2[0], u2[1], v->bwd_floats(&s) * sizeof(float), what);
         conv_test_same_bits(y[0], y[1], ybcnt * sizeof(float), what);

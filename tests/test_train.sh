@@ -174,13 +174,18 @@ else
 fi
 
 # 6. Fashion-MNIST (Debian's dataset-fashion-mnist), with its own default normalization, learns too.
+# --deterministic: with --conv-algo auto the kernels are chosen by timing, so another machine (or another
+# cache) trains with other float roundings, and 3 epochs at lr 2e-3 end anywhere between 68% and 78% test
+# accuracy (measured: the final epoch's eval-mode accuracy swings by 10 points with the kernel choice, the
+# same weights evaluating alike under every kernel). The fixed kernel rule makes the run, and this
+# check, the same on every machine.
 fashion=/usr/share/datasets/fashion-mnist
 if [ -n "${INCV3_SANITIZER_PASS:-}" ]; then
     echo "fashion-mnist run skipped in the sanitizer pass"
 elif [ ! -f "$fashion/train-images-idx3-ubyte.gz" ]; then
     echo "fashion-mnist run skipped: $fashion not found (apt-get install dataset-fashion-mnist)"
 elif ! "$exe" train --dataset fashion-mnist --image-size 75 --no-aux --width 0.25 --epochs 3 --limit-train 6000 \
-    --lr 2e-3 --out "$tmp/fashion" >"$tmp/fashion.log" 2>&1; then
+    --lr 2e-3 --deterministic --out "$tmp/fashion" >"$tmp/fashion.log" 2>&1; then
     fail "fashion-mnist run failed: $(tail -3 "$tmp/fashion.log")"
 else
     python3 - "$tmp/fashion/config.json" <<'PY' || fail "fashion-mnist run did not use its normalization"

@@ -24,6 +24,7 @@
 #define INCV3_WINOGRAD_DRIVER_H
 
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -160,17 +161,20 @@ WG_INLINE void wg_gemm_slice(const wg_plan *p, int ntb, const float *vp, const f
                   NULL);
 }
 
-/* All products of one group of ntb tile blocks: positions, then output block pairs (the slice of U,
- * cp x 16 floats, stays in L1 while the group's tiles stream past it), then tile blocks. */
-static void wg_gemm(const wg_plan *p, int npos, int ntb, const float *v, const float *u, float *m)
+/* All products of one group of ntb tile blocks with output block pairs [kbp0, kbp1): positions, then
+ * output block pairs (the slice of U, cp x 16 floats, stays in L1 while the group's tiles stream past it),
+ * then tile blocks. The prefetch of the next slice of U follows the same order. */
+static void wg_gemm(const wg_plan *p, int npos, int ntb, int kbp0, int kbp1, const float *v, const float *u, float *m)
 {
     const size_t u_slice = (size_t)p->cp * 16;
     for (int pos = 0; pos < npos; pos++) {
         const float *vp = v + (size_t)pos * p->v_pos;
         float *mp = m + (size_t)pos * p->m_pos;
-        for (int kbp = 0; kbp < p->kbp; kbp++) {
+        for (int kbp = kbp0; kbp < kbp1; kbp++) {
             const float *uk = u + (size_t)pos * p->u_pos + (size_t)kbp * u_slice;
-            const float *unext = pos == npos - 1 && kbp == p->kbp - 1 ? NULL : uk + u_slice;
+            const float *unext = kbp + 1 < kbp1 ? uk + u_slice
+                                 : pos + 1 < npos ? u + (size_t)(pos + 1) * p->u_pos + (size_t)kbp0 * u_slice
+                                                  : NULL;
             if (p->kb - 2 * kbp >= 2)
                 wg_gemm_slice(p, ntb, vp, uk, mp + (size_t)kbp * 16, unext, 2);
             else
@@ -225,26 +229,44 @@ WG_INLINE void wg_output_tile(const int MH, const int RH, const int MW, const in
 /* ---------------------------------------------------------------------------------------------------- */
 /* driver                                                                                               */
 
-/* Run by every thread of the caller's parallel region (its loop over groups is an orphaned `omp for`):
+/* How many parts the output block pairs of each group are cut into, so that a call with fewer tile groups
+ * than threads (the small maps of the 75x75 model: at 3x3, 32 images make 32 F(6x6) tiles, 7 groups)
+ * still keeps every thread busy. Each part transforms its group's input again (a few percent of the
+ * products' work per part) and then computes only its own output channels, so the results are the
+ * same bits for any thread count: the split never reorders a sum. */
+static int wg_k_parts(const wg_plan *p, int threads)
+{
+    if (p->ng >= threads)
+        return 1;
+    const int parts = (threads + p->ng - 1) / p->ng;
+    return parts < p->kbp ? parts : p->kbp;
+}
+
+/* Run by every thread of the caller's parallel region (its loop over work items is an orphaned `omp for`):
  * each entry point opens its own region around this, so that the region's outlined body is compiled
- * with the variant's sizes and the epilogue as constants. The transforms sweep one channel block over
- * all the group's tiles at a time: the tiles of a group are neighbours along rows, so the input rows
- * (and output rows) are read (written) as a few sequential streams. */
+ * with the variant's sizes and the epilogue as constants. A work item is one tile group and one part of
+ * its output block pairs (wg_k_parts). The transforms sweep one channel block over all the group's tiles
+ * at a time: the tiles of a group are neighbours along rows, so the input rows (and output rows) are read
+ * (written) as a few sequential streams. */
 WG_INLINE void wg_run(const int MH, const int RH, const int MW, const int RW, const wg_plan *p, const float *x8c,
                       const float *u, float *y8c, const int epi, const wg_epi_args *ea, const char *who)
 {
     const int NPOS = (MH + RH - 1) * (MW + RW - 1);
     const size_t v_floats = (size_t)NPOS * p->v_pos, m_floats = (size_t)NPOS * p->m_pos;
     const int last_masked = p->k % WG_BLK != 0;
+    const int parts = wg_k_parts(p, omp_get_num_threads());
     float *v = NULL, *m = NULL;
     wg_tile *tiles = NULL;
 #pragma omp for schedule(static)
-    for (int g = 0; g < p->ng; g++) {
+    for (int item = 0; item < p->ng * parts; item++) {
         if (!v) {
             v = wg_alloc((v_floats + m_floats) * sizeof(float) + (size_t)p->t * sizeof(wg_tile), who);
             m = v + v_floats;
             tiles = (wg_tile *)(m + m_floats);
         }
+        const int g = item / parts, part = item % parts;
+        const int kbp0 = p->kbp * part / parts, kbp1 = p->kbp * (part + 1) / parts;
+        const int kb0 = 2 * kbp0, kb1 = 2 * kbp1 < p->kb ? 2 * kbp1 : p->kb;
         const int t0 = g * p->t, nt = p->nt - t0 < p->t ? p->nt - t0 : p->t;
         const int ntb = (nt + WG_MR - 1) / WG_MR;
         for (int i = 0; i < nt; i++)
@@ -257,8 +279,8 @@ WG_INLINE void wg_run(const int MH, const int RH, const int MW, const int RW, co
             for (int pos = 0; pos < NPOS; pos++)
                 memset(v + (size_t)pos * p->v_pos + (size_t)nt * p->cp, 0,
                        (size_t)(ntb * WG_MR - nt) * p->cp * sizeof(float));
-        wg_gemm(p, NPOS, ntb, v, u, m);
-        for (int kb = 0; kb < p->kb; kb++) {
+        wg_gemm(p, NPOS, ntb, kbp0, kbp1, v, u, m);
+        for (int kb = kb0; kb < kb1; kb++) {
             const int masked = last_masked && kb == p->kb - 1;
             wg_epi_blk eb;
             wg_epi_blk_init(&eb, p, ea, kb, epi);

@@ -38,7 +38,7 @@ static const char usage[] =
     "  --bind B         core (default: each thread pinned to its core with hwloc) or none\n"
     "  --repeat R       timed steps per thread count (default 3)\n"
     "  --isa I          auto (default), scalar, ...\n"
-    "  --conv-algo A    auto (default), direct, winograd, ...\n"
+    "  --conv-algo A    auto (default), direct, winograd, gemm, ... (incv3 train --help lists them)\n"
     "  --profile        then R more steps at the last thread count timing every layer's forward and\n"
     "                   backward, printed with the convolutions' kernels and GFLOP/s to standard error\n"
     "  --format F       table (default) or json (one object per thread count and line, nothing else on\n"

@@ -27,7 +27,7 @@ static const char usage[] =
     "  --isa I          with --kernels or --memory: auto (default), scalar, avx2, neon\n"
     "  --conv-algo A    with --kernels or --memory: auto (default: per layer the fastest, timed once per machine and\n"
     "                   cached), winograd (the fastest Winograd tile, direct where none serves), or one of\n"
-    "                   direct, winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, ref\n"
+    "                   direct, winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, gemm, ref\n"
     "  --batch B        with --kernels or --memory: the batch the plan is made for (default 32)\n"
     "  --plan FILE      with --kernels or --memory: follow a saved plan (a run's conv-plan.json)\n"
     "  -h, --help       this help\n";

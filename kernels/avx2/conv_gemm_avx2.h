@@ -1,0 +1,32 @@
+/* Convolutions with a single output pixel as GEMMs, AVX2 (common/conv_gemm_driver.h explains the
+ * method), in the blocked layouts of layout/reorder.h. Call them only when incv3_cpu_has_avx2_fma() says so. They serve any kernel
+ * size, stride and padding whose output is 1x1; the weights are packed once per change (pack) into a
+ * Kp x D matrix, D = ceil(c/8) * 8 * h * w. Same contracts as the direct kernels of avx2_kernels.h and
+ * avx2_fused.h; results do not depend on the thread count.
+ *
+ *   int conv_gemm_supports__avx2(s)                          1 when s->oh == s->ow == 1
+ *   size_t conv_gemm_weights_floats__avx2(s)                 the packed weights' size, both passes
+ *   void conv_gemm_pack__avx2(s, w8i8o, p)                   OIhw8i8o weights -> p
+ */
+#ifndef INCV3_CONV_GEMM_AVX2_H
+#define INCV3_CONV_GEMM_AVX2_H
+
+#include <stddef.h>
+
+#include "kernel_types.h"
+
+int conv_gemm_supports__avx2(const incv3_conv_shape *s);
+size_t conv_gemm_weights_floats__avx2(const incv3_conv_shape *s);
+void conv_gemm_pack__avx2(const incv3_conv_shape *s, const float *w8i8o, float *p);
+void conv_fwd_f32_gemm__avx2(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c);
+void conv_fwd_stats_f32_gemm__avx2(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c,
+                                    double *sum, double *sumsq);
+void conv_bn_relu_fwd_infer_f32_gemm__avx2(const incv3_conv_shape *s, const float *x8c, const float *p,
+                                            float *y8c, const float *gamma, const float *beta,
+                                            const float *mean, const float *var, float eps);
+void conv_bwd_data_f32_gemm__avx2(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c,
+                                   int accumulate);
+void conv_bwd_weights_f32_gemm__avx2(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
+                                      float *dw8i8o);
+
+#endif

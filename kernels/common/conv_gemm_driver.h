@@ -1,0 +1,162 @@
+/* Convolutions whose output is a single pixel (the 75x75 model's last blocks: 1x1, 1x3, 3x1 and 3x3 layers
+ * on 1x1 maps, and the stride-2 reduction from 3x3 to 1x1) as one GEMM per pass. With one output pixel
+ * per image the direct kernel's strips are one pixel long, so each weight it loads serves one FMA and the
+ * pass runs at the speed of streaming the weights (about 20 GFLOP/s per core measured, against 70 to 100
+ * for the GEMM). In NCHW8c an image of such a layer is one contiguous row [cb][h][w][8] of
+ * D = CB * h * w * 8 floats, which is already the im2col row of the output pixel: tap (r, q) of input
+ * pixel (ih, iw) is (ih + pad_top, iw + pad_left), and taps that fall on padding never meet data. So with
+ * P the weights packed as Kp x D (Kp = output channels padded to 8, P[k][cb][ih][iw][i] = w[k][8 cb + i]
+ * at that tap, zero elsewhere):
+ *   forward          y  (N x Kp) = x (N x D) P^T
+ *   backward-data    dx (N x D)  = dy (N x Kp) P
+ *   backward-weights G  (Kp x D) = dy^T x, scattered back into the OIhw8i8o taps (the others are 0).
+ * The padding lanes stay zero by construction (zero rows and columns of P, zero lanes of x and dy). The
+ * GEMM's summation order does not depend on the thread count, nor do the statistics (one thread per
+ * channel block, images in order).
+ *
+ * The including file defines KERNEL_ISA / KERNEL_ISA_STR (common/isa_name.h) and CONV_GEMM, the ISA's
+ * GEMM (the contract of gemm_f32_6x16__avx2).
+ */
+#ifndef INCV3_CONV_GEMM_DRIVER_H
+#define INCV3_CONV_GEMM_DRIVER_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "common/isa_name.h"
+#include "kernel_types.h"
+
+enum { CG_BLK = 8 };
+
+static inline int cg_blocks(int c)
+{
+    return (c + CG_BLK - 1) / CG_BLK;
+}
+
+/* Floats per image row of x (D). */
+static inline size_t cg_row(const incv3_conv_shape *s)
+{
+    return (size_t)cg_blocks(s->c) * s->h * s->w * CG_BLK;
+}
+
+int ISA_NAME(conv_gemm_supports__)(const incv3_conv_shape *s)
+{
+    return s->n >= 1 && s->c >= 1 && s->k >= 1 && s->oh == 1 && s->ow == 1 && s->h >= 1 && s->w >= 1 &&
+           s->kh >= 1 && s->kw >= 1 && s->pad_top >= 0 && s->pad_left >= 0;
+}
+
+size_t ISA_NAME(conv_gemm_weights_floats__)(const incv3_conv_shape *s)
+{
+    return (size_t)cg_blocks(s->k) * CG_BLK * cg_row(s);
+}
+
+/* The tap of kernel row r, column q that input pixel (ih, iw) meets, or -1. */
+static inline int cg_tap(const incv3_conv_shape *s, int ih, int iw)
+{
+    const int r = ih + s->pad_top, q = iw + s->pad_left;
+    return r < s->kh && q < s->kw ? r * s->kw + q : -1;
+}
+
+void ISA_NAME(conv_gemm_pack__)(const incv3_conv_shape *s, const float *w8i8o, float *p)
+{
+    const int CB = cg_blocks(s->c), KP = cg_blocks(s->k) * CG_BLK, taps = s->kh * s->kw;
+    const size_t d = cg_row(s);
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < KP; k++) {
+        float *pk = p + (size_t)k * d;
+        const int kb = k / CG_BLK, o = k % CG_BLK;
+        for (int cb = 0; cb < CB; cb++)
+            for (int ih = 0; ih < s->h; ih++)
+                for (int iw = 0; iw < s->w; iw++) {
+                    float *dst = pk + (((size_t)cb * s->h + ih) * s->w + iw) * CG_BLK;
+                    const int t = cg_tap(s, ih, iw);
+                    const float *src = w8i8o + (((size_t)kb * CB + cb) * taps + (t < 0 ? 0 : t)) * CG_BLK * CG_BLK;
+                    for (int i = 0; i < CG_BLK; i++)
+                        dst[i] = t < 0 ? 0.0f : src[i * CG_BLK + o];
+                }
+    }
+}
+
+void ISA_NAME(conv_fwd_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c)
+{
+    const int d = (int)cg_row(s), kp = cg_blocks(s->k) * CG_BLK;
+    CONV_GEMM(s->n, kp, d, x8c, d, 0, p, d, 1, y8c, kp, 0);
+}
+
+void ISA_NAME(conv_fwd_stats_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c,
+                                        double *sum, double *sumsq)
+{
+    ISA_NAME(conv_fwd_f32_gemm__)(s, x8c, p, y8c);
+    const int kp = cg_blocks(s->k) * CG_BLK;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < s->k; k++) {
+        double a = 0, b = 0;
+        for (int n = 0; n < s->n; n++) {
+            const double v = y8c[(size_t)n * kp + k];
+            a += v;
+            b += v * v;
+        }
+        sum[k] = a;
+        sumsq[k] = b;
+    }
+}
+
+void ISA_NAME(conv_bn_relu_fwd_infer_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p,
+                                                float *y8c, const float *gamma, const float *beta, const float *mean,
+                                                const float *var, float eps)
+{
+    ISA_NAME(conv_fwd_f32_gemm__)(s, x8c, p, y8c);
+    const int kp = cg_blocks(s->k) * CG_BLK;
+    float scale[kp], shift[kp];
+    for (int k = 0; k < kp; k++) {
+        const double sc = k < s->k ? (double)gamma[k] / sqrt((double)var[k] + (double)eps) : 0.0;
+        scale[k] = (float)sc;
+        shift[k] = k < s->k ? (float)((double)beta[k] - sc * (double)mean[k]) : 0.0f;
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < s->n; n++) {
+        float *y = y8c + (size_t)n * kp;
+        for (int k = 0; k < kp; k++) {
+            const float v = y[k] * scale[k] + shift[k];
+            y[k] = v > 0.0f ? v : 0.0f;
+        }
+    }
+}
+
+void ISA_NAME(conv_bwd_data_f32_gemm__)(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c,
+                                       int accumulate)
+{
+    const int d = (int)cg_row(s), kp = cg_blocks(s->k) * CG_BLK;
+    CONV_GEMM(s->n, d, kp, dy8c, kp, 0, p, d, 0, dx8c, d, accumulate);
+}
+
+void ISA_NAME(conv_bwd_weights_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
+                                          float *dw8i8o)
+{
+    const int CB = cg_blocks(s->c), KB = cg_blocks(s->k), kp = KB * CG_BLK, taps = s->kh * s->kw;
+    const size_t d = cg_row(s);
+    float *gk = incv3_mem_must((size_t)kp * d * sizeof(float), 64, "the scratch of conv_bwd_weights_f32_gemm__" KERNEL_ISA_STR);
+    CONV_GEMM(kp, (int)d, s->n, dy8c, kp, 1, x8c, (int)d, 0, gk, (int)d, 0);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int kb = 0; kb < KB; kb++)
+        for (int cb = 0; cb < CB; cb++) {
+            float *dw = dw8i8o + ((size_t)kb * CB + cb) * taps * CG_BLK * CG_BLK;
+            memset(dw, 0, (size_t)taps * CG_BLK * CG_BLK * sizeof(float));
+            for (int ih = 0; ih < s->h; ih++)
+                for (int iw = 0; iw < s->w; iw++) {
+                    const int t = cg_tap(s, ih, iw);
+                    if (t < 0)
+                        continue;
+                    const float *g = gk + (size_t)kb * CG_BLK * d + (((size_t)cb * s->h + ih) * s->w + iw) * CG_BLK;
+                    for (int i = 0; i < CG_BLK; i++)
+                        for (int o = 0; o < CG_BLK; o++)
+                            dw[((size_t)t * CG_BLK + i) * CG_BLK + o] = g[(size_t)o * d + i];
+                }
+        }
+    free(gk);
+}
+
+#endif
