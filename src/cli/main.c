@@ -6,6 +6,7 @@
 #include "incv3_config.h"
 #include "incv3/graph.h"
 #include "registry.h"
+#include "util/heap_policy.h"
 
 static void print_help(FILE *out)
 {
@@ -53,6 +54,7 @@ static void print_version(void)
 
 int main(int argc, char **argv)
 {
+    incv3_heap_keep_pages();
     if (argc < 2) {
         print_help(stderr);
         return EXIT_USAGE;
