@@ -81,6 +81,37 @@ out=$(OMP_NUM_THREADS=6 "$exe" topo --synthetic "$server" --image-size 75 --no-a
 grep -q "team: 6 threads (OMP_NUM_THREADS) on 6 cores of 2 packages, policy spread" <<<"$out" ||
     { echo "FAIL: topo ignores OMP_NUM_THREADS or does not spread"; fails=$((fails + 1)); }
 
+# incv3 bench --format json: one object per thread count and line, nothing else on standard output, the
+# issue's fields; a small model (width 1/8, batch 2) so that it takes a second.
+if command -v python3 >/dev/null; then
+    cache=$(mktemp -d)
+    if ! out=$(XDG_CACHE_HOME=$cache "$exe" bench --mode train --image-size 75 --no-aux --width 0.125 --batch 2 \
+        --threads 1,1 --repeat 2 --format json 2>/dev/null); then
+        echo "FAIL: bench --format json failed"
+        fails=$((fails + 1))
+    elif ! python3 - "$out" <<'PY'
+import json, sys
+lines = sys.argv[1].split("\n")
+assert len(lines) == 2, f"{len(lines)} lines, expected one per thread count"
+for line in lines:
+    o = json.loads(line)
+    for k in ("mode", "image_size", "batch", "threads", "conv_algo", "median_ms_per_step", "images_per_s",
+              "peak_rss_mib", "other_load_cores_max"):
+        assert k in o, f"no {k} in {line}"
+    assert o["mode"] == "train" and o["image_size"] == 75 and o["batch"] == 2 and o["threads"] == 1, line
+    assert o["median_ms_per_step"] > 0 and o["images_per_s"] > 0 and o["peak_rss_mib"] > 0, line
+    other = o["other_load_cores_max"]
+    assert other is None or other >= 0, line
+PY
+    then
+        echo "FAIL: bench --format json output: $out"
+        fails=$((fails + 1))
+    else
+        echo "ok: bench --format json: 2 objects with the issue's fields"
+    fi
+    rm -rf "$cache"
+fi
+
 if [ "$fails" -ne 0 ]; then
     echo "$fails CLI checks failed"
     exit 1

@@ -12,6 +12,7 @@
 #include "incv3/model.h"
 #include "incv3/train.h"
 #include "train/trainer.h"
+#include "util/cpu_load.h"
 #include "util/rng.h"
 
 static const char usage[] =
@@ -25,7 +26,10 @@ static const char usage[] =
     "Prints the median and best ms per step, images/s, the speed-up and parallel efficiency (speed-up /\n"
     "threads, against the first count given scaled to one thread) and the process's peak resident memory.\n"
     "With several thread counts the steps are interleaved (1, 2, 1, 2, ...) so the host's noise hits every\n"
-    "count alike.\n"
+    "count alike. It also measures what other processes took meanwhile (the machine's busy time in /proc/stat\n"
+    "less this process's): a count whose steps shared the machine with up to 0.25 cores or more of other work\n"
+    "says so (JSON: other_load_cores_max, the most over its steps); such a timing is not comparable. Under\n"
+    "mpirun the node's other ranks count as other processes.\n"
     "\n"
     "  --mode M         train (default) or infer\n"
     "  --image-size N   input size (default 299)\n"
@@ -316,10 +320,11 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
     float *dl = malloc((size_t)batch * cfg.classes * 2 * sizeof(float));
     double *times = malloc((size_t)repeat * (size_t)ncounts * sizeof(double));
     double *waits = calloc((size_t)repeat * (size_t)ncounts, sizeof(double));
+    double *other = malloc((size_t)repeat * (size_t)ncounts * sizeof(double)); /* other processes' cores */
     incv3_adamw *opt = train ? incv3_adamw_new(g, (incv3_adamw_hparams){1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f}, &err)
                              : NULL;
     int rc = 0;
-    if (!input || !labels || !dl || !times || !waits || (train && !opt)) {
+    if (!input || !labels || !dl || !times || !waits || !other || (train && !opt)) {
         fprintf(stderr, "incv3 bench: out of memory for batch %d at %dx%d\n", batch, cfg.image_size,
                 cfg.image_size);
         rc = 1;
@@ -348,10 +353,13 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
         for (int t = 0; t < ncounts; t++) {
             if (incv3_sched_use_threads(&team, counts[t], &err))
                 goto step_failed;
+            const incv3_cpu_sample c0 = incv3_cpu_sample_now(NULL);
             double t0 = now_seconds();
             if (run_step(&b, &err))
                 goto step_failed;
             times[(size_t)t * repeat + r] = now_seconds() - t0;
+            const incv3_cpu_sample c1 = incv3_cpu_sample_now(NULL);
+            other[(size_t)t * repeat + r] = incv3_cpu_other_cores(&c0, &c1);
             waits[(size_t)t * repeat + r] = incv3_dist_take_wait_seconds(dist);
             if (!json && root)
                 fprintf(stderr, "%s step %d/%d, %d thread%s: %.1f ms\n", mode, r + 1, repeat, counts[t],
@@ -366,6 +374,14 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
         double *v = times + (size_t)t * repeat;
         const double median = median_of(v, repeat), rate = global_batch / median;
         const double wait = median_of(waits + (size_t)t * repeat, repeat);
+        double other_max = -1;
+        for (int r = 0; r < repeat; r++)
+            other_max = other[(size_t)t * repeat + r] > other_max ? other[(size_t)t * repeat + r] : other_max;
+        char other_json[64] = ",\"other_load_cores_max\":null", other_text[128] = "";
+        if (other_max >= 0)
+            snprintf(other_json, sizeof other_json, ",\"other_load_cores_max\":%.2f", other_max);
+        if (other_max >= 0.25)
+            snprintf(other_text, sizeof other_text, "; other processes took up to %.2f cores meanwhile", other_max);
         char dist_json[128] = "", dist_text[160] = "";
         if (ranks > 1) {
             snprintf(dist_json, sizeof dist_json, ",\"ranks\":%d,\"comm_wait_ms_per_step\":%.3f", ranks, 1e3 * wait);
@@ -378,14 +394,16 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
         if (json)
             printf("{\"mode\":\"%s\",\"image_size\":%d,\"batch\":%d,\"aux\":%s,\"width\":%g,\"isa\":\"%s\","
                    "\"conv_algo\":\"%s\",\"threads\":%d,\"median_ms_per_step\":%.3f,\"min_ms_per_step\":%.3f,"
-                   "\"images_per_s\":%.3f,\"speedup\":%.3f,\"efficiency\":%.3f,\"peak_rss_mib\":%.1f%s}\n",
+                   "\"images_per_s\":%.3f,\"speedup\":%.3f,\"efficiency\":%.3f,\"peak_rss_mib\":%.1f%s%s}\n",
                    mode, cfg.image_size, global_batch, cfg.aux ? "true" : "false", cfg.width, isa ? isa : "auto",
-                   algo ? algo : "auto", counts[t], 1e3 * median, 1e3 * v[0], rate, speedup, eff, rss_mib, dist_json);
+                   algo ? algo : "auto", counts[t], 1e3 * median, 1e3 * v[0], rate, speedup, eff, rss_mib, other_json,
+                   dist_json);
         else
             printf("%s step, %dx%d, batch %d, aux %s, width %g, %d thread%s: median %.1f ms (best %.1f ms), "
-                   "%.2f images/s, speed-up %.2f, efficiency %.0f%%, peak RSS %.0f MiB%s\n",
+                   "%.2f images/s, speed-up %.2f, efficiency %.0f%%, peak RSS %.0f MiB%s%s\n",
                    mode, cfg.image_size, cfg.image_size, global_batch, cfg.aux ? "on" : "off", cfg.width, counts[t],
-                   counts[t] > 1 ? "s" : "", 1e3 * median, 1e3 * v[0], rate, speedup, 100 * eff, rss_mib, dist_text);
+                   counts[t] > 1 ? "s" : "", 1e3 * median, 1e3 * v[0], rate, speedup, 100 * eff, rss_mib, dist_text,
+                   other_text);
     }
     if (profile) {
         /* Separate steps, so the per-layer clock reads do not touch the timings above. */
@@ -407,6 +425,7 @@ step_failed:
     rc = 1;
 done:
     incv3_adamw_free(opt);
+    free(other);
     free(waits);
     free(times);
     free(dl);
