@@ -28,18 +28,18 @@
 #include "alloc.h"
 #include "common/isa_name.h"
 #include "kernel_types.h"
-
-enum { CG_BLK = 8 };
-
-static inline int cg_blocks(int c)
-{
-    return (c + CG_BLK - 1) / CG_BLK;
-}
+#include "layout/reorder.h"
 
 /* Floats per image row of x (D). */
 static inline size_t cg_row(const incv3_conv_shape *s)
 {
-    return (size_t)cg_blocks(s->c) * s->h * s->w * CG_BLK;
+    return (size_t)incv3_blocks8(s->c) * s->h * s->w * INCV3_BLK;
+}
+
+/* Output channels padded to whole blocks (Kp): the rows of P, the row length of y and dy. */
+static inline int cg_kpad(const incv3_conv_shape *s)
+{
+    return incv3_blocks8(s->k) * INCV3_BLK;
 }
 
 int ISA_NAME(conv_gemm_supports__)(const incv3_conv_shape *s)
@@ -50,7 +50,7 @@ int ISA_NAME(conv_gemm_supports__)(const incv3_conv_shape *s)
 
 size_t ISA_NAME(conv_gemm_weights_floats__)(const incv3_conv_shape *s)
 {
-    return (size_t)cg_blocks(s->k) * CG_BLK * cg_row(s);
+    return (size_t)cg_kpad(s) * cg_row(s);
 }
 
 /* The tap of kernel row r, column q that input pixel (ih, iw) meets, or -1. */
@@ -62,27 +62,27 @@ static inline int cg_tap(const incv3_conv_shape *s, int ih, int iw)
 
 void ISA_NAME(conv_gemm_pack__)(const incv3_conv_shape *s, const float *w8i8o, float *p)
 {
-    const int CB = cg_blocks(s->c), KP = cg_blocks(s->k) * CG_BLK, taps = s->kh * s->kw;
+    const int CB = incv3_blocks8(s->c), KP = cg_kpad(s), taps = s->kh * s->kw;
     const size_t d = cg_row(s);
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < KP; k++) {
         float *pk = p + (size_t)k * d;
-        const int kb = k / CG_BLK, o = k % CG_BLK;
+        const int kb = k / INCV3_BLK, o = k % INCV3_BLK;
         for (int cb = 0; cb < CB; cb++)
             for (int ih = 0; ih < s->h; ih++)
                 for (int iw = 0; iw < s->w; iw++) {
-                    float *dst = pk + (((size_t)cb * s->h + ih) * s->w + iw) * CG_BLK;
+                    float *dst = pk + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK;
                     const int t = cg_tap(s, ih, iw);
-                    const float *src = w8i8o + (((size_t)kb * CB + cb) * taps + (t < 0 ? 0 : t)) * CG_BLK * CG_BLK;
-                    for (int i = 0; i < CG_BLK; i++)
-                        dst[i] = t < 0 ? 0.0f : src[i * CG_BLK + o];
+                    const float *src = w8i8o + (((size_t)kb * CB + cb) * taps + (t < 0 ? 0 : t)) * INCV3_BLK * INCV3_BLK;
+                    for (int i = 0; i < INCV3_BLK; i++)
+                        dst[i] = t < 0 ? 0.0f : src[i * INCV3_BLK + o];
                 }
     }
 }
 
 void ISA_NAME(conv_fwd_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c)
 {
-    const int d = (int)cg_row(s), kp = cg_blocks(s->k) * CG_BLK;
+    const int d = (int)cg_row(s), kp = cg_kpad(s);
     CONV_GEMM(s->n, kp, d, x8c, d, 0, p, d, 1, y8c, kp, 0);
 }
 
@@ -90,7 +90,7 @@ void ISA_NAME(conv_fwd_stats_f32_gemm__)(const incv3_conv_shape *s, const float 
                                         double *sum, double *sumsq)
 {
     ISA_NAME(conv_fwd_f32_gemm__)(s, x8c, p, y8c);
-    const int kp = cg_blocks(s->k) * CG_BLK;
+    const int kp = cg_kpad(s);
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < s->k; k++) {
         double a = 0, b = 0;
@@ -109,7 +109,7 @@ void ISA_NAME(conv_bn_relu_fwd_infer_f32_gemm__)(const incv3_conv_shape *s, cons
                                                 const float *var, float eps)
 {
     ISA_NAME(conv_fwd_f32_gemm__)(s, x8c, p, y8c);
-    const int kp = cg_blocks(s->k) * CG_BLK;
+    const int kp = cg_kpad(s);
     float scale[kp], shift[kp];
     for (int k = 0; k < kp; k++) {
         const double sc = k < s->k ? (double)gamma[k] / sqrt((double)var[k] + (double)eps) : 0.0;
@@ -129,31 +129,31 @@ void ISA_NAME(conv_bn_relu_fwd_infer_f32_gemm__)(const incv3_conv_shape *s, cons
 void ISA_NAME(conv_bwd_data_f32_gemm__)(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c,
                                        int accumulate)
 {
-    const int d = (int)cg_row(s), kp = cg_blocks(s->k) * CG_BLK;
+    const int d = (int)cg_row(s), kp = cg_kpad(s);
     CONV_GEMM(s->n, d, kp, dy8c, kp, 0, p, d, 0, dx8c, d, accumulate);
 }
 
 void ISA_NAME(conv_bwd_weights_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
                                           float *dw8i8o)
 {
-    const int CB = cg_blocks(s->c), KB = cg_blocks(s->k), kp = KB * CG_BLK, taps = s->kh * s->kw;
+    const int CB = incv3_blocks8(s->c), KB = incv3_blocks8(s->k), kp = KB * INCV3_BLK, taps = s->kh * s->kw;
     const size_t d = cg_row(s);
     float *gk = incv3_mem_must((size_t)kp * d * sizeof(float), 64, "the scratch of conv_bwd_weights_f32_gemm__" KERNEL_ISA_STR);
     CONV_GEMM(kp, (int)d, s->n, dy8c, kp, 1, x8c, (int)d, 0, gk, (int)d, 0);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int kb = 0; kb < KB; kb++)
         for (int cb = 0; cb < CB; cb++) {
-            float *dw = dw8i8o + ((size_t)kb * CB + cb) * taps * CG_BLK * CG_BLK;
-            memset(dw, 0, (size_t)taps * CG_BLK * CG_BLK * sizeof(float));
+            float *dw = dw8i8o + ((size_t)kb * CB + cb) * taps * INCV3_BLK * INCV3_BLK;
+            memset(dw, 0, (size_t)taps * INCV3_BLK * INCV3_BLK * sizeof(float));
             for (int ih = 0; ih < s->h; ih++)
                 for (int iw = 0; iw < s->w; iw++) {
                     const int t = cg_tap(s, ih, iw);
                     if (t < 0)
                         continue;
-                    const float *g = gk + (size_t)kb * CG_BLK * d + (((size_t)cb * s->h + ih) * s->w + iw) * CG_BLK;
-                    for (int i = 0; i < CG_BLK; i++)
-                        for (int o = 0; o < CG_BLK; o++)
-                            dw[((size_t)t * CG_BLK + i) * CG_BLK + o] = g[(size_t)o * d + i];
+                    const float *g = gk + (size_t)kb * INCV3_BLK * d + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK;
+                    for (int i = 0; i < INCV3_BLK; i++)
+                        for (int o = 0; o < INCV3_BLK; o++)
+                            dw[((size_t)t * INCV3_BLK + i) * INCV3_BLK + o] = g[(size_t)o * d + i];
                 }
         }
     free(gk);

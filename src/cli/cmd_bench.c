@@ -354,11 +354,10 @@ static int bench_run(incv3_dist *dist, incv3_model_config *cfgp, int batch, int 
             if (incv3_sched_use_threads(&team, counts[t], &err))
                 goto step_failed;
             const incv3_cpu_sample c0 = incv3_cpu_sample_now(NULL);
-            double t0 = now_seconds();
             if (run_step(&b, &err))
                 goto step_failed;
-            times[(size_t)t * repeat + r] = now_seconds() - t0;
             const incv3_cpu_sample c1 = incv3_cpu_sample_now(NULL);
+            times[(size_t)t * repeat + r] = c1.wall_s - c0.wall_s;
             other[(size_t)t * repeat + r] = incv3_cpu_other_cores(&c0, &c1);
             waits[(size_t)t * repeat + r] = incv3_dist_take_wait_seconds(dist);
             if (!json && root)
