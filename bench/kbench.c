@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kbench.h"
+#include "util/heap_policy.h"
 
 static const char usage[] =
     "Usage: incv3-kbench [--op OP] [--algo A] [--isa I] (--shape C,H,W,K,KH,KW,stride,padH,padW | --suite S)\n"
@@ -254,6 +255,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* as incv3 itself runs: kernels with per-call scratch reuse its pages instead of faulting in fresh ones */
+    incv3_heap_keep_pages();
     int count = 25212020, mnk[3] = {0, 0, 0};
     const char *op = "conv-fwd", *algo = "auto", *isa_name = "auto", *suite = NULL, *format = "table";
     kbench_shape one;

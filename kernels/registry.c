@@ -23,11 +23,11 @@
 #define BWD_DATA(name_, algo_, isa_, layout_, supports_, ...)                                                 \
     {.name = #name_, .pass = INCV3_CONV_BWD_DATA, .algo = algo_, .isa = isa_, .layout = layout_,            \
      .supports = supports_, .fn = {.bwd_data = name_}, __VA_ARGS__}
-#define BWD_WEIGHTS(name_, algo_, isa_, layout_, supports_)                                                   \
+#define BWD_WEIGHTS(name_, algo_, isa_, layout_, supports_, ...)                                              \
     {.name = #name_, .pass = INCV3_CONV_BWD_WEIGHTS, .algo = algo_, .isa = isa_, .layout = layout_,         \
-     .supports = supports_, .fn = {.bwd_weights = name_}}
+     .supports = supports_, .fn = {.bwd_weights = name_}, __VA_ARGS__}
 
-/* The forward and backward-data entries of one Winograd variant (V: the tag of conv_winograd_<isa>.h; sfx:
+/* The three passes of one Winograd variant (V: the tag of conv_winograd_<isa>.h; sfx:
  * the ISA suffix of the names). */
 #define WINOGRAD(V, algo_, isa_, sfx)                                                                         \
     FWD(conv_fwd_f32_winograd_##V##__##sfx, algo_, isa_, INCV3_LAYOUT_NCHW8C, conv_winograd_##V##_supports__##sfx, \
@@ -36,14 +36,17 @@
         .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_winograd_##V##__##sfx),                             \
     BWD_DATA(conv_bwd_data_f32_winograd_##V##__##sfx, algo_, isa_, INCV3_LAYOUT_NCHW8C,                      \
              conv_winograd_##V##_supports__##sfx, .packed_floats = conv_winograd_##V##_bwd_data_weights_floats__##sfx, \
-             .pack = conv_winograd_##V##_pack_bwd_data__##sfx)
+             .pack = conv_winograd_##V##_pack_bwd_data__##sfx),                                             \
+    BWD_WEIGHTS(conv_bwd_weights_f32_winograd_##V##__##sfx, algo_, isa_, INCV3_LAYOUT_NCHW8C,                \
+                conv_winograd_##V##_supports__##sfx,                                                         \
+                .scratch_floats = conv_bwd_weights_f32_winograd_##V##_scratch_floats__##sfx)
 
 /* Direct convolution in all three passes, with the fused epilogues of the forward. */
 #define DIRECT(isa_, sfx)                                                                                    \
     FWD(conv_fwd_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL,                               \
         .fwd_stats = conv_fwd_stats_f32_direct__##sfx, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_direct__##sfx), \
     BWD_DATA(conv_bwd_data_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),     \
-    BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL)
+    BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .scratch_floats = NULL)
 
 /* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h). */
 #define GEMM(isa_, sfx)                                                                                      \
@@ -52,14 +55,15 @@
         .fwd_stats = conv_fwd_stats_f32_gemm__##sfx, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_gemm__##sfx), \
     BWD_DATA(conv_bwd_data_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,     \
              .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx),              \
-    BWD_WEIGHTS(conv_bwd_weights_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx)
+    BWD_WEIGHTS(conv_bwd_weights_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,  \
+                .scratch_floats = NULL)
 
 /* Within a pass, ISA and layout, the first entry serving a shape is the default (direct, where the ISA
  * has it); --conv-algo auto times the others against it. */
 static const incv3_conv_kernel conv_kernels[] = {
     FWD(conv_fwd_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, .pack = NULL),
     BWD_DATA(conv_bwd_data_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, .pack = NULL),
-    BWD_WEIGHTS(conv_bwd_weights_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL),
+    BWD_WEIGHTS(conv_bwd_weights_f32_ref__scalar, "ref", INCV3_ISA_SCALAR, INCV3_LAYOUT_NCHW, NULL, .scratch_floats = NULL),
 #if INCV3_HAVE_X86_64
     DIRECT(INCV3_ISA_AVX2, avx2),
     GEMM(INCV3_ISA_AVX2, avx2),

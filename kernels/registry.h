@@ -52,6 +52,9 @@ typedef struct incv3_conv_kernel {
      * kernel reads the layout's weights as they are. */
     size_t (*packed_floats)(const incv3_conv_shape *s);
     void (*pack)(const incv3_conv_shape *s, const float *w, float *packed);
+    /* Floats of scratch one call allocates and frees, where that can exceed a layer's weights per thread
+     * (Winograd backward-weights); NULL where it does not. */
+    size_t (*scratch_floats)(const incv3_conv_shape *s);
     /* Forward kernels only, NULL where absent: the fused epilogues of conv -> BatchNorm -> ReLU. */
     incv3_conv_fwd_stats_fn fwd_stats;
     incv3_conv_fwd_bn_relu_fn fwd_bn_relu_infer;

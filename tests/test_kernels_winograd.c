@@ -41,6 +41,8 @@ typedef struct wg_variant {
     incv3_conv_bwd_data_fn bwd;
     incv3_conv_fwd_stats_fn stats;
     incv3_conv_fwd_bn_relu_fn infer;
+    incv3_conv_bwd_weights_fn bww;
+    int (*bww_supports)(const incv3_conv_shape *s);
 } wg_variant;
 
 /* Bounds on uniform data: about 2-5x the worst error seen over 24 seeds of the listed and random
@@ -90,7 +92,7 @@ static void load_variants(void)
     memset(variants, 0, sizeof variants);
     memset(worst_uniform, 0, sizeof worst_uniform);
     nvariants = 0;
-    const incv3_conv_kernel *fwd[MAX_VARIANTS] = {0}, *bwd[MAX_VARIANTS] = {0};
+    const incv3_conv_kernel *fwd[MAX_VARIANTS] = {0}, *bwd[MAX_VARIANTS] = {0}, *bww[MAX_VARIANTS] = {0};
     for (size_t i = 0; i < count; i++) {
         const incv3_conv_kernel *e = &t[i];
         if (e->isa != kernel_test_isa || strncmp(e->algo, "winograd", 8) != 0)
@@ -109,16 +111,19 @@ static void load_variants(void)
             fwd[vi] = e;
         else if (e->pass == INCV3_CONV_BWD_DATA && !bwd[vi])
             bwd[vi] = e;
+        else if (e->pass == INCV3_CONV_BWD_WEIGHTS && !bww[vi])
+            bww[vi] = e;
         else {
             print_error("%s: a Winograd entry of pass %d this test does not check\n", e->name, (int)e->pass);
             fail();
         }
     }
     for (size_t vi = 0; vi < MAX_VARIANTS; vi++) {
-        if (!fwd[vi] && !bwd[vi])
+        if (!fwd[vi] && !bwd[vi] && !bww[vi])
             continue;
-        if (!fwd[vi] || !bwd[vi]) {
-            print_error("Winograd variant %s of %s: forward and backward-data entries come in pairs\n",
+        if (!fwd[vi] || !bwd[vi] || !bww[vi]) {
+            print_error("Winograd variant %s of %s: forward, backward-data and backward-weights entries come "
+                        "together\n",
                         variant_tols[vi].tag, incv3_isa_name(kernel_test_isa));
             fail();
         }
@@ -147,17 +152,19 @@ static void load_variants(void)
         v->bwd = b->fn.bwd_data;
         v->stats = f->fwd_stats;
         v->infer = f->fwd_bn_relu_infer;
+        v->bww = bww[vi]->fn.bwd_weights;
+        v->bww_supports = bww[vi]->supports;
     }
     variants_isa = (int)kernel_test_isa;
     printf("  %zu Winograd variants of %s in the registry\n", nvariants, incv3_isa_name(kernel_test_isa));
 }
 
-/* supports() of the forward and the backward-data entry: the same answer (both take the forward shape). */
+/* supports() of the three passes' entries: the same answer (all take the forward shape). */
 static int wg_supports(const wg_variant *v, const incv3_conv_shape *s)
 {
-    const int f = v->supports(s), b = v->bwd_supports(s);
-    if (!f != !b) {
-        print_error("%s: forward and backward-data supports() differ (%d, %d)\n", v->name, f, b);
+    const int f = v->supports(s), b = v->bwd_supports(s), w = v->bww_supports(s);
+    if (!f != !b || !f != !w) {
+        print_error("%s: supports() of the passes differ (%d, %d, %d)\n", v->name, f, b, w);
         fail();
     }
     return f;
@@ -176,6 +183,37 @@ static double blocked_err(incv3_dims d, const float *b, const float *want, const
     const size_t cnt = incv3_dims_count(d);
     float *got = conv_test_alloc(cnt);
     reorder_nchw8c_to_nchw_f32(d, b, got);
+    double num = 0.0, den = 0.0, fl = 0.0;
+    for (size_t i = 0; i < cnt; i++) {
+        const double e = (double)got[i] - want[i];
+        num += e * e;
+        den += (double)want[i] * want[i];
+        fl += (double)absref[i] * absref[i];
+    }
+    free(got);
+    den = fmax(den, fl / 1024.0);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* weights_err: blocked_err for a weight gradient, dwb in OIhw8i8o against OIHW want, with the floor of
+ * absref (the gradient of the absolute values of x and dy); the padding lanes of dwb must be +0. */
+static double weights_err(const incv3_conv_shape *s, const float *dwb, const float *want, const float *absref,
+                          const char *desc)
+{
+    const size_t cnt = (size_t)s->k * s->c * s->kh * s->kw;
+    const int kb = incv3_blocks8(s->k), cb = incv3_blocks8(s->c), taps = s->kh * s->kw;
+    for (int o = 0; o < kb * 8; o++)
+        for (int i = 0; i < cb * 8; i++)
+            for (int t = 0; t < taps; t++) {
+                const float f = dwb[(((size_t)(o / 8) * cb + i / 8) * taps + t) * 64 + (i % 8) * 8 + o % 8];
+                if ((o >= s->k || i >= s->c) && (f != 0.0f || signbit(f))) {
+                    fprintf(stderr, "%s: padding lane (out %d, in %d, tap %d) holds %g, not +0\n", desc, o, i, t,
+                            (double)f);
+                    fail();
+                }
+            }
+    float *got = conv_test_alloc(cnt);
+    reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, dwb, got);
     double num = 0.0, den = 0.0, fl = 0.0;
     for (size_t i = 0; i < cnt; i++) {
         const double e = (double)got[i] - want[i];
@@ -394,6 +432,22 @@ static void check_case(size_t vi, const conv_case *cc)
         free(db);
         free(d0);
     }
+    /* backward-weights */
+    {
+        const size_t wbcnt = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
+        float *dwref = conv_test_alloc(wcnt), *dwabs = conv_test_alloc(wcnt), *dwb = conv_test_alloc(wbcnt);
+        conv_bwd_weights_f32_ref__scalar(&s, x, g, dwref);
+        conv_bwd_weights_f32_ref__scalar(&s, xa, ga, dwabs);
+        conv_test_fill_nan(dwb, wbcnt);
+        v->bww(&s, xb, gb, dwb);
+        snprintf(desc + len, sizeof desc - len, " %s bwd-weights", v->name);
+        e = weights_err(&s, dwb, dwref, dwabs, desc);
+        check_err(e, v->tol, desc);
+        worst = fmax(worst, e);
+        free(dwref);
+        free(dwabs);
+        free(dwb);
+    }
     if (worst > worst_uniform[vi])
         worst_uniform[vi] = worst;
 
@@ -548,7 +602,8 @@ static void test_threads(void **state)
             var[k] = 0.5f + 0.1f * (k % 7);
         }
 
-        float *y[2], *ys[2], *z[2], *d0[2], *d1[2], *u1[2], *u2[2];
+        float *y[2], *ys[2], *z[2], *d0[2], *d1[2], *u1[2], *u2[2], *dw[2];
+        const size_t wbcnt = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw);
         double *sum[2], *sq[2];
         for (int t = 0; t < 2; t++) {
             conv_test_set_threads(threads[t]);
@@ -566,6 +621,8 @@ static void test_threads(void **state)
             v->infer(&s, xb, u1[t], z[t], gm, bt, mu, var, 1e-3f);
             v->bwd(&s, gb, u2[t], d0[t], 0);
             v->bwd(&s, gb, u2[t], d1[t], 1);
+            dw[t] = conv_test_alloc(wbcnt);
+            v->bww(&s, xb, gb, dw[t]);
         }
         conv_test_set_threads(2);
         char what[96];
@@ -577,6 +634,7 @@ static void test_threads(void **state)
         conv_test_same_bits(z[0], z[1], ybcnt * sizeof(float), what);
         conv_test_same_bits(d0[0], d0[1], xbcnt * sizeof(float), what);
         conv_test_same_bits(d1[0], d1[1], xbcnt * sizeof(float), what);
+        conv_test_same_bits(dw[0], dw[1], wbcnt * sizeof(float), what);
         conv_test_same_bits(sum[0], sum[1], (size_t)s.k * sizeof(double), what);
         conv_test_same_bits(sq[0], sq[1], (size_t)s.k * sizeof(double), what);
         for (int t = 0; t < 2; t++) {
@@ -587,6 +645,7 @@ static void test_threads(void **state)
             free(z[t]);
             free(d0[t]);
             free(d1[t]);
+            free(dw[t]);
             free(sum[t]);
             free(sq[t]);
         }
@@ -600,6 +659,78 @@ static void test_threads(void **state)
         free(bt);
         free(mu);
         free(var);
+    }
+}
+
+/* ---- backward-weights over several chunks of tiles ---- */
+
+/* Shapes with more tiles than one chunk of the backward-weights pass holds (common/
+ * winograd_bwd_weights_driver.h: a chunk's V and E take 2 MiB or twice Mw, alpha^2 (c + k) floats per
+ * tile), the last chunk shorter than the others. With AVX2's 6-channel register tile (NEON's 5 gives the
+ * same counts): F(6x6) on 256 -> 256 channels takes 258 tiles per chunk, and 11 images of 29x29 make 275
+ * (chunks of 138 and 137); F(4, 7) takes 258, and 7 images of 27x25 make 1323 (5 of 221 and one of 218).
+ * Against the ISA's direct kernel (the reference kernel is too slow for these sizes; the direct one is
+ * checked against it in test_kernels_conv_bwd_weights), with the floor of weights_err from the direct
+ * gradient of the absolute values. Native runs only. */
+static void test_bwd_weights_chunks(void **state)
+{
+    (void)state;
+    load_variants();
+    if (conv_test_emulated()) {
+        printf("  skipped under emulation (several chunks need large shapes)\n");
+        return;
+    }
+    conv_test_rng = 0xC4A7ull;
+    static const struct {
+        const char *tag;
+        conv_case cc;
+    } cases[] = {
+        {"f6x6_3x3", {11, 256, 29, 29, 256, 3, 3, 1, 1, 1, 1, 1, 1}},
+        {"f4_1x7", {7, 256, 27, 25, 256, 1, 7, 1, 1, 0, 3, 0, 3}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const wg_variant *v = NULL;
+        for (size_t vi = 0; vi < nvariants; vi++)
+            if (strcmp(variants[vi].name, cases[ci].tag) == 0)
+                v = &variants[vi];
+        assert_non_null(v);
+        const incv3_conv_shape s = conv_case_shape(&cases[ci].cc);
+        assert_true(wg_supports(v, &s));
+        const incv3_dims dx = {s.n, s.c, s.h, s.w}, dy = {s.n, s.k, s.oh, s.ow};
+        const size_t xcnt = incv3_dims_count(dx), ycnt = incv3_dims_count(dy);
+        const size_t wbcnt = reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw), wcnt = (size_t)s.k * s.c * s.kh * s.kw;
+        float *x = conv_test_alloc(xcnt), *g = conv_test_alloc(ycnt);
+        conv_test_fill(x, xcnt);
+        conv_test_fill(g, ycnt);
+        float *xa = abs_copy(x, xcnt), *ga = abs_copy(g, ycnt);
+        float *xb = conv_test_to_blocked(dx, x), *gb = conv_test_to_blocked(dy, g);
+        float *xab = conv_test_to_blocked(dx, xa), *gab = conv_test_to_blocked(dy, ga);
+        float *dwd = conv_test_alloc(wbcnt), *dwa = conv_test_alloc(wbcnt), *dww = conv_test_alloc(wbcnt);
+        const incv3_conv_bwd_weights_fn direct = kernel_test_direct(INCV3_CONV_BWD_WEIGHTS, &s)->fn.bwd_weights;
+        direct(&s, xb, gb, dwd);
+        direct(&s, xab, gab, dwa);
+        conv_test_fill_nan(dww, wbcnt);
+        v->bww(&s, xb, gb, dww);
+        float *want = conv_test_alloc(wcnt), *absref = conv_test_alloc(wcnt);
+        reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, dwd, want);
+        reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, dwa, absref);
+        char what[192];
+        conv_case_describe(&cases[ci].cc, what, sizeof what);
+        snprintf(what + strlen(what), sizeof what - strlen(what), " %s bwd-weights, chunks", v->name);
+        check_err(weights_err(&s, dww, want, absref, what), v->tol, what);
+        free(x);
+        free(g);
+        free(xa);
+        free(ga);
+        free(xb);
+        free(gb);
+        free(xab);
+        free(gab);
+        free(dwd);
+        free(dwa);
+        free(dww);
+        free(want);
+        free(absref);
     }
 }
 
@@ -716,6 +847,50 @@ static void conv_bwd_data_double(const incv3_conv_shape *s, const float *dy, con
         }
 }
 
+/* dw = dL/dw of y = conv(x, w) for the output gradient dy, in double, OIHW, stride 1. */
+static void conv_bwd_weights_double(const incv3_conv_shape *s, const float *x, const float *dy, double *dw)
+{
+    const int OH = s->oh, OW = s->ow;
+    for (int k = 0; k < s->k; k++)
+        for (int c = 0; c < s->c; c++)
+            for (int r = 0; r < s->kh; r++)
+                for (int q = 0; q < s->kw; q++) {
+                    const int ow0 = s->pad_left - q > 0 ? s->pad_left - q : 0;
+                    const int ow1 = s->w + s->pad_left - q < OW ? s->w + s->pad_left - q : OW;
+                    double acc = 0.0;
+                    for (int n = 0; n < s->n; n++) {
+                        const float *xc = x + ((size_t)n * s->c + c) * s->h * s->w;
+                        const float *yk = dy + ((size_t)n * s->k + k) * OH * OW;
+                        for (int oh = 0; oh < OH; oh++) {
+                            const int ih = oh + r - s->pad_top;
+                            if (ih < 0 || ih >= s->h)
+                                continue;
+                            const float *xr = xc + (size_t)ih * s->w + q - s->pad_left;
+                            const float *yr = yk + (size_t)oh * OW;
+                            for (int ow = ow0; ow < ow1; ow++)
+                                acc += (double)xr[ow] * yr[ow];
+                        }
+                    }
+                    dw[(((size_t)k * s->c + c) * s->kh + r) * s->kw + q] = acc;
+                }
+}
+
+/* Norm-wise relative error of an OIhw8i8o weight gradient against a double OIHW one. */
+static double weights_err_vs_double(const incv3_conv_shape *s, const float *dwb, const double *want)
+{
+    const size_t cnt = (size_t)s->k * s->c * s->kh * s->kw;
+    float *got = conv_test_alloc(cnt);
+    reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, dwb, got);
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < cnt; i++) {
+        const double e = (double)got[i] - want[i];
+        num += e * e;
+        den += want[i] * want[i];
+    }
+    free(got);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 static double err_vs_double(incv3_dims d, const float *b, const double *want)
 {
     const size_t cnt = incv3_dims_count(d);
@@ -738,7 +913,7 @@ static void test_seed_model_accuracy(void **state)
     conv_test_rng = 0x5EEDACC0ull;
     conv_case cases[128];
     const size_t ncases = conv_cases_seed_model(cases, 128);
-    double worst_f[MAX_VARIANTS] = {0}, worst_b[MAX_VARIANTS] = {0};
+    double worst_f[MAX_VARIANTS] = {0}, worst_b[MAX_VARIANTS] = {0}, worst_w[MAX_VARIANTS] = {0};
     int ran[MAX_VARIANTS] = {0};
     const int emu = conv_test_emulated();
     for (size_t i = 0; i < ncases; i++) {
@@ -774,13 +949,15 @@ static void test_seed_model_accuracy(void **state)
             w[j] = (float)(normal() * he);
         for (size_t j = 0; j < ycnt; j++)
             g[j] = (float)normal();
-        double *yd = conv_test_dalloc(ycnt), *xd = conv_test_dalloc(xcnt);
+        double *yd = conv_test_dalloc(ycnt), *xd = conv_test_dalloc(xcnt), *wd = conv_test_dalloc(wcnt);
         conv_fwd_double(&s, x, w, yd);
         conv_bwd_data_double(&s, g, w, xd);
+        conv_bwd_weights_double(&s, x, g, wd);
         float *xb = conv_test_to_blocked(dx, x), *gb = conv_test_to_blocked(dy, g);
         float *wb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
         reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w, wb);
         float *yb = conv_test_alloc(reorder_nchw8c_count(dy)), *db = conv_test_alloc(reorder_nchw8c_count(dx));
+        float *dwb = conv_test_alloc(reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw));
         for (size_t vi = 0; vi < nvariants; vi++) {
             const wg_variant *v = &variants[vi];
             if (!v->supports(&s))
@@ -788,17 +965,21 @@ static void test_seed_model_accuracy(void **state)
             float *uf = pack(v, &s, wb, 0), *ub = pack(v, &s, wb, 1);
             v->fwd(&s, xb, uf, yb);
             v->bwd(&s, gb, ub, db, 0);
+            v->bww(&s, xb, gb, dwb);
             const double ef = err_vs_double(dy, yb, yd), eb = err_vs_double(dx, db, xd);
+            const double ew = weights_err_vs_double(&s, dwb, wd);
             char what[192];
             conv_case_describe(&cc, what, sizeof what);
             if (verbose)
-                printf("  %-44s %-9s fwd %.3g bwd %.3g\n", what, v->name, ef, eb);
-            if (!(ef <= 1e-4) || !(eb <= 1e-4)) {
-                fprintf(stderr, "%s %s: fwd err %.3g, bwd err %.3g > 1e-4\n", what, v->name, ef, eb);
+                printf("  %-44s %-9s fwd %.3g bwd %.3g bwd-weights %.3g\n", what, v->name, ef, eb, ew);
+            if (!(ef <= 1e-4) || !(eb <= 1e-4) || !(ew <= 1e-4)) {
+                fprintf(stderr, "%s %s: fwd err %.3g, bwd-data err %.3g, bwd-weights err %.3g > 1e-4\n", what,
+                        v->name, ef, eb, ew);
                 fail();
             }
             worst_f[vi] = fmax(worst_f[vi], ef);
             worst_b[vi] = fmax(worst_b[vi], eb);
+            worst_w[vi] = fmax(worst_w[vi], ew);
             ran[vi]++;
             packed_free(uf, 0);
             packed_free(ub, 1);
@@ -808,6 +989,8 @@ static void test_seed_model_accuracy(void **state)
         free(g);
         free(yd);
         free(xd);
+        free(wd);
+        free(dwb);
         free(xb);
         free(gb);
         free(wb);
@@ -816,8 +999,8 @@ static void test_seed_model_accuracy(void **state)
     }
     printf("  seed model shapes, post-ReLU x, He weights, vs double: worst norm-wise rel err\n");
     for (size_t vi = 0; vi < nvariants; vi++) {
-        printf("    %-10s fwd %.3g  bwd-data %.3g  (%d shapes)\n", variants[vi].name, worst_f[vi], worst_b[vi],
-               ran[vi]);
+        printf("    %-10s fwd %.3g  bwd-data %.3g  bwd-weights %.3g  (%d shapes)\n", variants[vi].name, worst_f[vi],
+               worst_b[vi], worst_w[vi], ran[vi]);
         assert_true(ran[vi] > 0);
     }
 }
@@ -831,6 +1014,7 @@ int main(void)
         cmocka_unit_test(test_listed),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_bwd_weights_chunks),
         cmocka_unit_test(test_seed_model_accuracy),
     };
     return KERNEL_TEST_RUN("test_kernels_winograd", tests);

@@ -55,6 +55,10 @@ typedef __m256 wg_vec;
 #define wg_vload(p) _mm256_loadu_ps(p)
 #define wg_vstore(p, v) _mm256_storeu_ps((p), (v))
 #define wg_vzero() _mm256_setzero_ps()
+#define wg_vset1(f) _mm256_set1_ps(f)
+#define wg_vadd(a, b) _mm256_add_ps((a), (b))
+#define wg_vsub(a, b) _mm256_sub_ps((a), (b))
+#define wg_vfma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* filter transform (pack)                                                                              */
@@ -155,6 +159,45 @@ WG_INLINE void wg_kernel(const float *v, size_t vs, const float *u, int cp, floa
     }
 }
 
+/* The register tile of the backward-weights products (common/winograd_bwd_weights_driver.h):
+ * mw[i][0..8*nob) += sum over t < nt of v[t*vs + i] * e[t*es + 0..8*nob) for the WG_MR input channels i,
+ * each sum in tile order into one accumulator. The forward tile's shape with the roles moved: per tile,
+ * one row of E (16 output channels, 2 loads) serves 6 broadcasts of V, 12 FMAs. */
+WG_INLINE void wg_bww_kernel(const float *v, size_t vs, const float *e, size_t es, int nt, float *mw, size_t ms,
+                             const int nob)
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int t = 0; t < nt; t++) {
+        const float *vt = v + (size_t)t * vs, *et = e + (size_t)t * es;
+        const __m256 e0 = _mm256_loadu_ps(et);
+        const __m256 e1 = nob == 2 ? _mm256_loadu_ps(et + WG_BLK) : e0;
+        __m256 b;
+#define WG_ROW(r)                                                                                                      \
+    b = _mm256_broadcast_ss(vt + r);                                                                                   \
+    a##r##0 = _mm256_fmadd_ps(b, e0, a##r##0);                                                                         \
+    if (nob == 2)                                                                                                      \
+        a##r##1 = _mm256_fmadd_ps(b, e1, a##r##1);
+        WG_ROW(0)
+        WG_ROW(1)
+        WG_ROW(2)
+        WG_ROW(3)
+        WG_ROW(4)
+        WG_ROW(5)
+#undef WG_ROW
+    }
+#define WG_ADD(r)                                                                                                      \
+    _mm256_storeu_ps(mw + r * ms, _mm256_add_ps(_mm256_loadu_ps(mw + r * ms), a##r##0));                              \
+    if (nob == 2)                                                                                                      \
+        _mm256_storeu_ps(mw + r * ms + WG_BLK, _mm256_add_ps(_mm256_loadu_ps(mw + r * ms + WG_BLK), a##r##1));
+    WG_ADD(0)
+    WG_ADD(1)
+    WG_ADD(2)
+    WG_ADD(3)
+    WG_ADD(4)
+    WG_ADD(5)
+#undef WG_ADD
+}
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* step 3: epilogues                                                                                    */
@@ -211,5 +254,7 @@ WG_INLINE void wg_store_out(float *yp, __m256 val, const int epi, int masked, wg
 }
 
 #include "common/winograd_driver.h"
+#include "common/winograd_bwd_weights_driver.h"
 
 WG_DEFINE_ALL()
+WG_DEFINE_BWD_WEIGHTS_ALL()

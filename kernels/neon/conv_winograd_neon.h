@@ -42,7 +42,10 @@
                                                  float *y8c, double *sum, double *sumsq);                            \
     void conv_bn_relu_fwd_infer_f32_winograd_##V##__neon(const incv3_conv_shape *s, const float *x8c, const float *u, \
                                                          float *y8c, const float *gamma, const float *beta,          \
-                                                         const float *mean, const float *var, float eps);
+                                                         const float *mean, const float *var, float eps); \
+    void conv_bwd_weights_f32_winograd_##V##__neon(const incv3_conv_shape *s, const float *x8c, const float *dy8c,   \
+                                                   float *dw8i8o);                                                    \
+    size_t conv_bwd_weights_f32_winograd_##V##_scratch_floats__neon(const incv3_conv_shape *s);
 
 INCV3_WINOGRAD_NEON_DECLARE(f2x2_3x3)
 INCV3_WINOGRAD_NEON_DECLARE(f4x4_3x3)

@@ -58,12 +58,31 @@ static const char *pass_name(incv3_conv_pass pass)
     return pass == INCV3_CONV_FWD ? "fwd" : pass == INCV3_CONV_BWD_DATA ? "bwd-data" : "bwd-weights";
 }
 
+/* FNV-1a over the names of the kernels a choice is made among: a build that adds or removes a candidate
+ * (a new pass of an algorithm) gets new keys, so the cache's older choices, made without it, are not
+ * reused. */
+static unsigned candidates_hash(const char *family, incv3_conv_pass pass, incv3_isa isa, const incv3_conv_shape *s)
+{
+    size_t n;
+    const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].pass != pass || t[i].isa != isa || (t[i].supports && !t[i].supports(s)) ||
+            !conv_plan_in_family(&t[i], family))
+            continue;
+        for (const char *c = t[i].name; *c; c++)
+            h = (h ^ (unsigned char)*c) * 16777619u;
+        h = (h ^ ' ') * 16777619u;
+    }
+    return h;
+}
+
 void conv_plan_key(char *buf, size_t len, const char *family, incv3_conv_pass pass, incv3_isa isa,
                    const incv3_conv_shape *s)
 {
-    snprintf(buf, len, "%s %s %s c%d h%d w%d k%d %dx%d s%dx%d p%d,%d,%d,%d t%d", family, pass_name(pass),
+    snprintf(buf, len, "%s %s %s c%d h%d w%d k%d %dx%d s%dx%d p%d,%d,%d,%d t%d k%08x", family, pass_name(pass),
              incv3_isa_name(isa), s->c, s->h, s->w, s->k, s->kh, s->kw, s->stride_h, s->stride_w, s->pad_top,
-             s->pad_left, s->pad_bottom, s->pad_right, omp_get_max_threads());
+             s->pad_left, s->pad_bottom, s->pad_right, omp_get_max_threads(), candidates_hash(family, pass, isa, s));
 }
 
 int conv_plan_is_family(const char *conv_algo)

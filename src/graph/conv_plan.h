@@ -31,8 +31,9 @@ const char *conv_plan_get(const incv3_conv_plan *p, const char *key);
 /* Records (or replaces) key -> kernel; returns 0 or -1 when out of memory. */
 int conv_plan_put(incv3_conv_plan *p, const char *key, const char *kernel);
 
-/* The plan key of a layer: family ("auto" or "winograd"), pass, ISA, the shape without its batch, and the
- * OpenMP thread count (the fastest kernel of a small layer on one core may scale worst). */
+/* The plan key of a layer: family ("auto" or "winograd"), pass, ISA, the shape without its batch, the
+ * OpenMP thread count (the fastest kernel of a small layer on one core may scale worst), and a hash of
+ * the candidates' names (a choice made among other kernels is not reused). */
 void conv_plan_key(char *buf, size_t len, const char *family, incv3_conv_pass pass, incv3_isa isa,
                    const incv3_conv_shape *s);
 

@@ -193,6 +193,8 @@ static inline incv3_dims incv3_node_dims(const incv3_graph *g, const incv3_node 
     return (incv3_dims){g->batch, nd->c, nd->h, nd->w};
 }
 
+/* The shape of conv node nd at batch. */
+incv3_conv_shape incv3_conv_node_shape(const incv3_graph *g, const incv3_node *nd, int batch);
 /* The convolution kernels (forward, backward-data, backward-weights) node nd runs at this batch with the
  * graph's kernel choice (for --conv-algo auto/winograd: its plan, the machine's cache, or timed now). */
 void incv3_conv_node_kernels(incv3_graph *g, const incv3_node *nd, int batch, const incv3_conv_kernel *k[3]);

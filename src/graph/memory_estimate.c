@@ -70,11 +70,7 @@ static size_t conv_weight_copies(incv3_graph *g, const incv3_node *nd, int batch
 {
     if (g->layout != INCV3_LAYOUT_NCHW8C)
         return 0;
-    const incv3_node *src = &g->nodes[nd->inputs[0]];
-    incv3_conv_shape s = {.n = batch, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh,
-                          .kw = nd->kw, .stride_h = nd->stride, .stride_w = nd->stride, .pad_top = nd->pad_h,
-                          .pad_bottom = nd->pad_h, .pad_left = nd->pad_w, .pad_right = nd->pad_w};
-    incv3_conv_shape_finish(&s);
+    const incv3_conv_shape s = incv3_conv_node_shape(g, nd, batch);
     size_t floats = 2 * reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw); /* blocked weights and their gradient */
     if (conv_plan_is_family(g->conv_algo) && !g->deterministic) {
         /* The plan may not be made yet, and making it means timing: the largest packed form of the

@@ -237,8 +237,23 @@ int incv3_memory_plan_make(incv3_graph *g, int batch, incv3_memory_plan *mp, inc
         mp->bytes[INCV3_MEM_WORKSPACE] += g->ws_floats[w] * sizeof(float);
     mp->bytes[INCV3_MEM_INPUT] = in_plane * (size_t)g->in_c;
     /* Per-call scratch (transposed weights, per-thread partial weight gradients, Winograd tiles) is freed
-     * after each call; the largest layer's weights per thread bounds it for the model's layers. */
-    mp->bytes[INCV3_MEM_SCRATCH] = largest_weights * sizeof(float) * (size_t)mp->threads;
+     * after each call; the largest layer's weights per thread bounds it for the model's layers, except the
+     * kernels that say their own (Winograd backward-weights: the transformed tiles of a chunk and the
+     * transformed gradient). */
+    size_t scratch = largest_weights * sizeof(float) * (size_t)mp->threads;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].ops != &incv3_layer_conv)
+            continue;
+        const incv3_conv_kernel *k[3];
+        incv3_conv_node_kernels(g, &g->nodes[i], batch, k);
+        for (int pass = 0; pass < 3; pass++)
+            if (k[pass] && k[pass]->scratch_floats) {
+                const incv3_conv_shape s = incv3_conv_node_shape(g, &g->nodes[i], batch);
+                const size_t b = k[pass]->scratch_floats(&s) * sizeof(float);
+                scratch = b > scratch ? b : scratch;
+            }
+    }
+    mp->bytes[INCV3_MEM_SCRATCH] = scratch;
     for (int c = 0; c < INCV3_MEM_COUNT; c++)
         mp->total += mp->bytes[c];
     return 0;

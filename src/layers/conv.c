@@ -6,16 +6,21 @@
 #include "graph/graph_internal.h"
 #include "layout/reorder.h"
 
-static incv3_conv_shape conv_shape(const incv3_graph *g, const incv3_node *nd)
+incv3_conv_shape incv3_conv_node_shape(const incv3_graph *g, const incv3_node *nd, int batch)
 {
     const incv3_node *src = &g->nodes[nd->inputs[0]];
     incv3_conv_shape s = {
-        .n = g->batch, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh, .kw = nd->kw,
+        .n = batch, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh, .kw = nd->kw,
         .stride_h = nd->stride, .stride_w = nd->stride, .pad_top = nd->pad_h, .pad_bottom = nd->pad_h,
         .pad_left = nd->pad_w, .pad_right = nd->pad_w,
     };
     incv3_conv_shape_finish(&s);
     return s;
+}
+
+static incv3_conv_shape conv_shape(const incv3_graph *g, const incv3_node *nd)
+{
+    return incv3_conv_node_shape(g, nd, g->batch);
 }
 
 int incv3_graph_conv(incv3_graph *g, int in, const char *name, int out_c, int kh, int kw, int stride, int pad_h,
@@ -122,11 +127,7 @@ static const incv3_conv_kernel *choose(incv3_graph *g, incv3_conv_pass pass, con
 
 void incv3_conv_node_kernels(incv3_graph *g, const incv3_node *nd, int batch, const incv3_conv_kernel *k[3])
 {
-    const incv3_node *src = &g->nodes[nd->inputs[0]];
-    incv3_conv_shape s = {.n = batch, .c = src->c, .h = src->h, .w = src->w, .k = nd->c, .kh = nd->kh,
-                          .kw = nd->kw, .stride_h = nd->stride, .stride_w = nd->stride, .pad_top = nd->pad_h,
-                          .pad_bottom = nd->pad_h, .pad_left = nd->pad_w, .pad_right = nd->pad_w};
-    incv3_conv_shape_finish(&s);
+    const incv3_conv_shape s = incv3_conv_node_shape(g, nd, batch);
     k[0] = choose(g, INCV3_CONV_FWD, &s);
     k[1] = choose(g, INCV3_CONV_BWD_DATA, &s);
     k[2] = choose(g, INCV3_CONV_BWD_WEIGHTS, &s);
