@@ -20,8 +20,9 @@
  *      the sub-chunk's tiles in order into one accumulator, then added to Mw;
  * then C. G^T Mw G into dw, per (output block, input block).
  * The chunk and sub-chunk sizes come from the shape alone, so every dw element is summed in the same
- * order for any thread count: bitwise the same results. (And on every ISA: each register tile sums its
- * tiles in order with fused multiply-adds, whatever WG_MR is.)
+ * order for any thread count: bitwise the same results. (Each ISA's register tile sums its tiles in order
+ * with fused multiply-adds whatever its WG_MR, but the results have not been compared bitwise across
+ * ISAs.)
  *
  * The including file defines, besides what common/winograd_driver.h needs (included before this):
  *   wg_vset1(f), wg_vadd(a, b), wg_vsub(a, b), wg_vfma(a, b, c) (a * b + c, fused)
