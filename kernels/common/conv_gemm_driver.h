@@ -62,22 +62,26 @@ static inline int cg_tap(const incv3_conv_shape *s, int ih, int iw)
 
 void ISA_NAME(conv_gemm_pack__)(const incv3_conv_shape *s, const float *w8i8o, float *p)
 {
-    const int CB = incv3_blocks8(s->c), KP = cg_kpad(s), taps = s->kh * s->kw;
+    const int CB = incv3_blocks8(s->c), KB = incv3_blocks8(s->k), taps = s->kh * s->kw;
     const size_t d = cg_row(s);
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < KP; k++) {
-        float *pk = p + (size_t)k * d;
-        const int kb = k / INCV3_BLK, o = k % INCV3_BLK;
-        for (int cb = 0; cb < CB; cb++)
-            for (int ih = 0; ih < s->h; ih++)
-                for (int iw = 0; iw < s->w; iw++) {
-                    float *dst = pk + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK;
-                    const int t = cg_tap(s, ih, iw);
-                    const float *src = w8i8o + (((size_t)kb * CB + cb) * taps + (t < 0 ? 0 : t)) * INCV3_BLK * INCV3_BLK;
-                    for (int i = 0; i < INCV3_BLK; i++)
-                        dst[i] = t < 0 ? 0.0f : src[i * INCV3_BLK + o];
-                }
-    }
+    /* One (output block, input block) of w at a time, each of its taps an 8 x 8 transpose read from
+     * cache into the block's 8 rows of P (row by row over all of w, every block was read 8 times). */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int kb = 0; kb < KB; kb++)
+        for (int cb = 0; cb < CB; cb++) {
+            const float *wb = w8i8o + ((size_t)kb * CB + cb) * taps * INCV3_BLK * INCV3_BLK;
+            for (int o = 0; o < INCV3_BLK; o++) {
+                float *pk = p + (size_t)(kb * INCV3_BLK + o) * d + (size_t)cb * s->h * s->w * INCV3_BLK;
+                for (int ih = 0; ih < s->h; ih++)
+                    for (int iw = 0; iw < s->w; iw++) {
+                        float *dst = pk + ((size_t)ih * s->w + iw) * INCV3_BLK;
+                        const int t = cg_tap(s, ih, iw);
+                        const float *src = wb + (size_t)(t < 0 ? 0 : t) * INCV3_BLK * INCV3_BLK + o;
+                        for (int i = 0; i < INCV3_BLK; i++)
+                            dst[i] = t < 0 ? 0.0f : src[i * INCV3_BLK];
+                    }
+            }
+        }
 }
 
 void ISA_NAME(conv_fwd_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c)

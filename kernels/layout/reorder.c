@@ -63,16 +63,23 @@ void reorder_oihw_to_oihw8i8o_f32(int k, int c, int kh, int kw, const float *src
 
 void reorder_oihw8i8o_to_oihw_f32(int k, int c, int kh, int kw, const float *src, float *dst)
 {
-    const int CB = incv3_blocks8(c);
+    const int KB = incv3_blocks8(k), CB = incv3_blocks8(c);
     const int taps = kh * kw;
+    /* One block (8 output x 8 input channels, all taps) at a time: it is read from cache, and each of its
+     * output channels' rows is written as one run of 8 * taps floats (per output channel, one element at
+     * a time over the whole tensor read every block's cache lines eight times). */
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int oc = 0; oc < k; oc++) {
-        for (int ic = 0; ic < c; ic++) {
-            const float *in = src + ((size_t)(oc / INCV3_BLK) * CB + ic / INCV3_BLK) * taps * INCV3_BLK * INCV3_BLK +
-                              (size_t)(ic % INCV3_BLK) * INCV3_BLK + oc % INCV3_BLK;
-            float *o = dst + ((size_t)oc * c + ic) * taps;
-            for (int t = 0; t < taps; t++)
-                o[t] = in[(size_t)t * INCV3_BLK * INCV3_BLK];
+    for (int kb = 0; kb < KB; kb++) {
+        for (int cb = 0; cb < CB; cb++) {
+            const float *in = src + ((size_t)kb * CB + cb) * taps * INCV3_BLK * INCV3_BLK;
+            const int no = k - kb * INCV3_BLK < INCV3_BLK ? k - kb * INCV3_BLK : INCV3_BLK;
+            const int ni = c - cb * INCV3_BLK < INCV3_BLK ? c - cb * INCV3_BLK : INCV3_BLK;
+            for (int o = 0; o < no; o++) {
+                float *row = dst + ((size_t)(kb * INCV3_BLK + o) * c + (size_t)cb * INCV3_BLK) * taps;
+                for (int i = 0; i < ni; i++)
+                    for (int t = 0; t < taps; t++)
+                        row[(size_t)i * taps + t] = in[((size_t)t * INCV3_BLK + i) * INCV3_BLK + o];
+            }
         }
     }
 }
