@@ -48,8 +48,8 @@
     BWD_DATA(conv_bwd_data_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),     \
     BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .scratch_floats = NULL)
 
-/* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h), and of a 1x1
- * convolution on a larger map (common/conv_gemm_1x1_driver.h). */
+/* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h), and of one
+ * with more output pixels by im2col (common/conv_gemm_im2col_driver.h). */
 #define GEMM(isa_, sfx)                                                                                      \
     FWD(conv_fwd_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,              \
         .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx,                     \
@@ -58,16 +58,16 @@
              .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx),              \
     BWD_WEIGHTS(conv_bwd_weights_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,  \
                 .scratch_floats = NULL),                                                                 \
-    FWD(conv_fwd_f32_gemm_1x1__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_1x1_supports__##sfx,      \
-        .packed_floats = conv_gemm_1x1_weights_floats__##sfx, .pack = conv_gemm_1x1_pack__##sfx,             \
-        .fwd_stats = conv_fwd_stats_f32_gemm_1x1__##sfx,                                                     \
-        .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_gemm_1x1__##sfx,                                     \
-        .scratch_floats = conv_gemm_1x1_scratch_floats__##sfx),                                              \
-    BWD_DATA(conv_bwd_data_f32_gemm_1x1__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_1x1_supports__##sfx, \
-             .packed_floats = conv_gemm_1x1_weights_floats__##sfx, .pack = conv_gemm_1x1_pack__##sfx,        \
-             .scratch_floats = conv_gemm_1x1_scratch_floats__##sfx),                                         \
-    BWD_WEIGHTS(conv_bwd_weights_f32_gemm_1x1__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C,                     \
-                conv_gemm_1x1_supports__##sfx, .scratch_floats = conv_gemm_1x1_scratch_floats__##sfx)
+    FWD(conv_fwd_f32_gemm_im2col__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_im2col_supports__##sfx,      \
+        .packed_floats = conv_gemm_im2col_weights_floats__##sfx, .pack = conv_gemm_im2col_pack__##sfx,             \
+        .fwd_stats = conv_fwd_stats_f32_gemm_im2col__##sfx,                                                     \
+        .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_gemm_im2col__##sfx,                                     \
+        .scratch_floats = conv_gemm_im2col_scratch_floats__##sfx),                                              \
+    BWD_DATA(conv_bwd_data_f32_gemm_im2col__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_im2col_supports__##sfx, \
+             .packed_floats = conv_gemm_im2col_weights_floats__##sfx, .pack = conv_gemm_im2col_pack__##sfx,        \
+             .scratch_floats = conv_gemm_im2col_scratch_floats__##sfx),                                         \
+    BWD_WEIGHTS(conv_bwd_weights_f32_gemm_im2col__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C,                     \
+                conv_gemm_im2col_supports__##sfx, .scratch_floats = conv_gemm_im2col_scratch_floats__##sfx)
 
 /* Within a pass, ISA and layout, the first entry serving a shape is the default (direct, where the ISA
  * has it); --conv-algo auto times the others against it. */

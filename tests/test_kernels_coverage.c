@@ -5,7 +5,8 @@
  *     3x3 stride 2, 1x7 pad (0,3), 7x1 pad (3,0), 5x5 pad 2, 1x3 pad (0,1), 3x1 pad (1,0) on 9x10 maps, and
  *     single-pixel outputs from 1x1, 3x3 and 4x4 maps; channels and outputs 5, 13, 16; batch 2), with
  *     its weight packing where it has one, its fused forward passes (fwd_stats, fwd_bn_relu_infer) where it
- *     has them, accumulate 0 and 1 for backward-data, padding lanes of blocked outputs +0. An available
+ *     has them, accumulate 0 and 1 for backward-data, padding lanes of blocked outputs +0, and each pass
+ *     bitwise the same on one thread as on the test's thread count. An available
  *     entry serving none of the shapes fails: add a shape it serves here.
  * (b) Every kernel set compiled in and available (kernel_set.h) has every function pointer set (the
  *     scalar set's gemm and fused bn_relu_* excepted; gemm_tile set exactly where gemm is). The fields are
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,18 @@ static float *entry_weights(const incv3_conv_kernel *e, const conv_io *io, const
     return p;
 }
 
+/* The thread count must not change a kernel's result: the pass run again on one thread, bit for bit. */
+static int saved_threads;
+static void one_thread(void)
+{
+    saved_threads = omp_get_max_threads();
+    conv_test_set_threads(1);
+}
+static void threads_back(void)
+{
+    conv_test_set_threads(saved_threads);
+}
+
 static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, const char *desc)
 {
     conv_io io = {e->layout == INCV3_LAYOUT_NCHW8C, {s->n, s->c, s->h, s->w}, {s->n, s->k, s->oh, s->ow}};
@@ -130,6 +144,15 @@ static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, con
         conv_test_fill_nan(y, yl);
         e->fn.fwd(s, xL, wL, y);
         check_err(e, desc, "fwd", layout_err(&io, io.dy, y, yref), tol);
+        {
+            float *y1 = conv_test_alloc(yl);
+            conv_test_fill_nan(y1, yl);
+            one_thread();
+            e->fn.fwd(s, xL, wL, y1);
+            threads_back();
+            conv_test_same_bits(y1, y, yl * sizeof *y, e->name);
+            free(y1);
+        }
         if (e->fwd_stats) {
             /* bitwise the plain forward's y; the sums those of that y */
             float *ys = conv_test_alloc(yl), *yown = conv_test_alloc(yc);
@@ -199,8 +222,14 @@ static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, con
                 conv_test_fill_nan(d, xl);
             }
             conv_bwd_data_f32_ref__scalar(s, g, w, dref, acc);
+            float *d1 = conv_test_dup(d, xl);
             e->fn.bwd_data(s, gL, wL, d, acc);
             check_err(e, desc, acc ? "bwd_data acc1" : "bwd_data acc0", layout_err(&io, io.dx, d, dref), tol);
+            one_thread();
+            e->fn.bwd_data(s, gL, wL, d1, acc);
+            threads_back();
+            conv_test_same_bits(d1, d, xl * sizeof *d, e->name);
+            free(d1);
             free(dref), free(d);
         }
         free(wL);
@@ -215,6 +244,13 @@ static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, con
             float *dwb = conv_test_alloc(wbc);
             conv_test_fill_nan(dwb, wbc);
             e->fn.bwd_weights(s, xL, gL, dwb);
+            float *dw1 = conv_test_alloc(wbc);
+            conv_test_fill_nan(dw1, wbc);
+            one_thread();
+            e->fn.bwd_weights(s, xL, gL, dw1);
+            threads_back();
+            conv_test_same_bits(dw1, dwb, wbc * sizeof *dwb, e->name);
+            free(dw1);
             reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, dwb, dw);
             /* padding entries +0: the blocked copy of dw itself has them zero */
             float *back = conv_test_alloc(wbc);

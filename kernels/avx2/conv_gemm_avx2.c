@@ -7,4 +7,4 @@
 #define KERNEL_ISA_STR "avx2"
 #define CONV_GEMM gemm_f32_6x16__avx2
 #include "common/conv_gemm_driver.h"
-#include "common/conv_gemm_1x1_driver.h"
+#include "common/conv_gemm_im2col_driver.h"

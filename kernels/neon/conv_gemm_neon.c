@@ -7,4 +7,4 @@
 #define KERNEL_ISA_STR "neon"
 #define CONV_GEMM gemm_f32_8x12__neon
 #include "common/conv_gemm_driver.h"
-#include "common/conv_gemm_1x1_driver.h"
+#include "common/conv_gemm_im2col_driver.h"
