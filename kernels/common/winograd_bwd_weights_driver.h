@@ -124,26 +124,24 @@ WG_INLINE void wg_dy_tile(const int MH, const int RH, const int MW, const int RW
     }
 }
 
-/* G of F(m, r), alpha = m + r - 1, in double: g[a][j] = p_a^j / N_a(p_a) at the finite points (N_a the
- * product of p_a - p_b over the other finite points), e_(r-1) at infinity; alpha 1 is [1]. The same
- * matrix the ISAs' wg_filter_1d applies. */
-static void wg_g_matrix(int alpha, int r, double g[WG_AMAX][7])
+/* Entry (a, j) of G of F(m, r), alpha = m + r - 1, in double: p_a^j / N_a(p_a) at the finite points (N_a
+ * the product of p_a - p_b over the other finite points), e_(r-1) at infinity; alpha 1 is [1]. The same
+ * matrix the ISAs' wg_filter_1d applies. With constant arguments (always, after inlining and unrolling)
+ * it folds to a constant. */
+WG_INLINE double wg_g_entry(const int alpha, const int r, const int a, const int j)
 {
-    memset(g, 0, sizeof(double) * WG_AMAX * 7);
-    if (alpha == 1) {
-        g[0][0] = 1.0;
-        return;
-    }
-    for (int a = 0; a + 1 < alpha; a++) {
-        const double p = wg_point(a);
-        double den = 1.0, pw = 1.0;
-        for (int b = 0; b + 1 < alpha; b++)
-            if (b != a)
-                den *= p - wg_point(b);
-        for (int j = 0; j < r; j++, pw *= p)
-            g[a][j] = pw / den;
-    }
-    g[alpha - 1][r - 1] = 1.0;
+    if (alpha == 1)
+        return 1.0;
+    if (a == alpha - 1)
+        return j == r - 1 ? 1.0 : 0.0;
+    const double p = wg_point(a);
+    double den = 1.0, pw = 1.0;
+    for (int b = 0; b + 1 < alpha; b++)
+        if (b != a)
+            den *= p - wg_point(b);
+    for (int i = 0; i < j; i++)
+        pw *= p;
+    return pw / den;
 }
 
 /* The plan of a backward-weights call: the forward's tiling (wg_make_plan), chunks of ct tiles, sub-chunks
@@ -215,37 +213,49 @@ static int wg_bww_k_parts(const wg_plan *p, int npos, int threads)
     return parts < 1 ? 1 : parts < p->kbp ? parts : p->kbp;
 }
 
-/* Phase C for output block kb and input block cb: dw's taps from Mw, zero in the padding lanes. */
+/* Phase C for output block kb and input block cb: dw's taps from Mw (G^T Mw G per channel pair, in
+ * double), zero in the padding lanes. */
 WG_INLINE void wg_bww_finish(const int MH, const int RH, const int MW, const int RW, const wg_bww_plan *b,
-                             const double (*gh)[7], const double (*gw)[7], const float *mw, int kb, int cb,
-                             float *dw8i8o)
+                             const float *mw, int kb, int cb, float *dw8i8o)
 {
     const int AH = MH + RH - 1, AW = MW + RW - 1;
     const wg_plan *p = &b->f;
     float *dwb = dw8i8o + ((size_t)kb * p->cb + cb) * RH * RW * WG_BLK * WG_BLK;
     for (int i = 0; i < WG_BLK; i++) {
         const int c = cb * WG_BLK + i;
+        const float *src = mw + (size_t)c * p->kp + (size_t)kb * WG_BLK;
         /* t[a][q][o]: the positions' values transformed along w */
         double t[WG_AMAX][7][WG_BLK];
-        for (int a = 0; a < AH; a++)
+#pragma GCC unroll 10
+        for (int a = 0; a < AH; a++) {
+#pragma GCC unroll 7
             for (int q = 0; q < RW; q++) {
                 double acc[WG_BLK] = {0};
+#pragma GCC unroll 10
                 for (int bb = 0; bb < AW; bb++) {
-                    const double g = gw[bb][q];
+                    const double g = wg_g_entry(AW, RW, bb, q);
                     if (g == 0.0)
                         continue;
-                    const float *src = mw + (size_t)(a * AW + bb) * b->mw_pos + (size_t)c * p->kp + (size_t)kb * WG_BLK;
+                    const float *m = src + (size_t)(a * AW + bb) * b->mw_pos;
                     for (int o = 0; o < WG_BLK; o++)
-                        acc[o] += g * (double)src[o];
+                        acc[o] += g * (double)m[o];
                 }
                 memcpy(t[a][q], acc, sizeof acc);
             }
+        }
+#pragma GCC unroll 7
         for (int r = 0; r < RH; r++)
+#pragma GCC unroll 7
             for (int q = 0; q < RW; q++) {
                 double acc[WG_BLK] = {0};
-                for (int a = 0; a < AH; a++)
+#pragma GCC unroll 10
+                for (int a = 0; a < AH; a++) {
+                    const double g = wg_g_entry(AH, RH, a, r);
+                    if (g == 0.0)
+                        continue;
                     for (int o = 0; o < WG_BLK; o++)
-                        acc[o] += gh[a][r] * t[a][q][o];
+                        acc[o] += g * t[a][q][o];
+                }
                 float *dst = dwb + ((size_t)(r * RW + q) * WG_BLK + i) * WG_BLK;
                 for (int o = 0; o < WG_BLK; o++)
                     dst[o] = c < p->c && kb * WG_BLK + o < p->k ? (float)acc[o] : 0.0f;
@@ -295,13 +305,11 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
                         p->kbp * part / parts, p->kbp * (part + 1) / parts);
         }
     }
-    double gh[WG_AMAX][7], gw[WG_AMAX][7];
-    wg_g_matrix(AH, RH, gh);
-    wg_g_matrix(AW, RW, gw);
+    /* input blocks outer: the two output blocks of a 64-byte line of Mw are read one after the other */
 #pragma omp for collapse(2) schedule(static)
-    for (int kb = 0; kb < p->kb; kb++)
-        for (int cb = 0; cb < p->cb; cb++)
-            wg_bww_finish(MH, RH, MW, RW, b, (const double(*)[7])gh, (const double(*)[7])gw, mw, kb, cb, dw8i8o);
+    for (int cb = 0; cb < p->cb; cb++)
+        for (int kb = 0; kb < p->kb; kb++)
+            wg_bww_finish(MH, RH, MW, RW, b, mw, kb, cb, dw8i8o);
 }
 
 /* The backward-weights entry point of variant V = F(MH x MW, RH x RW) (its region opened here, as in
