@@ -666,9 +666,9 @@ static void test_threads(void **state)
 
 /* Shapes with more tiles than one chunk of the backward-weights pass holds (common/
  * winograd_bwd_weights_driver.h: a chunk's V and E take 2 MiB or twice Mw, alpha^2 (c + k) floats per
- * tile), the last chunk shorter than the others. With AVX2's 6-channel register tile (NEON's 5 gives the
- * same counts): F(6x6) on 256 -> 256 channels takes 258 tiles per chunk, and 11 images of 29x29 make 275
- * (chunks of 138 and 137); F(4, 7) takes 258, and 7 images of 27x25 make 1323 (5 of 221 and one of 218).
+ * tile), the last chunk shorter than the others: F(6x6) on 256 -> 256 channels takes 256 tiles per chunk,
+ * and 11 images of 29x29 make 275 (chunks of 138 and 137); F(4, 7) takes 256, and 7 images of 27x25 make
+ * 1323 (5 of 221 and one of 218).
  * Against the ISA's direct kernel (the reference kernel is too slow for these sizes; the direct one is
  * checked against it in test_kernels_conv_bwd_weights), with the floor of weights_err from the direct
  * gradient of the absolute values. Native runs only. */

@@ -55,6 +55,15 @@ typedef __m256 wg_vec;
 #define wg_vload(p) _mm256_loadu_ps(p)
 #define wg_vstore(p, v) _mm256_storeu_ps((p), (v))
 #define wg_vzero() _mm256_setzero_ps()
+#define wg_vstore_groups(p, gs, v)                                                                                     \
+    do {                                                                                                               \
+        if ((gs) == 4) {                                                                                               \
+            _mm256_storeu_ps((p), (v));                                                                                \
+        } else {                                                                                                       \
+            _mm_storeu_ps((p), _mm256_castps256_ps128(v));                                                             \
+            _mm_storeu_ps((p) + (gs), _mm256_extractf128_ps((v), 1));                                                  \
+        }                                                                                                              \
+    } while (0)
 #define wg_vset1(f) _mm256_set1_ps(f)
 #define wg_vadd(a, b) _mm256_add_ps((a), (b))
 #define wg_vsub(a, b) _mm256_sub_ps((a), (b))
@@ -160,16 +169,16 @@ WG_INLINE void wg_kernel(const float *v, size_t vs, const float *u, int cp, floa
 }
 
 /* The register tile of the backward-weights products (common/winograd_bwd_weights_driver.h):
- * mw[i][0..8*nob) += sum over t < nt of v[t*vs + i] * e[t*es + 0..8*nob) for the WG_MR input channels i,
- * each sum in tile order into one accumulator. The forward tile's shape with the roles moved: per tile,
- * one row of E (16 output channels, 2 loads) serves 6 broadcasts of V, 12 FMAs. */
-WG_INLINE void wg_bww_kernel(const float *v, size_t vs, const float *e, size_t es, int nt, float *mw, size_t ms,
-                             const int nob)
+ * mw[i][0..8*nob) += sum over t < nt of v[4 t + i] * e[16 t + 0..8*nob) for the 4 input channels i of a
+ * panel, each sum in tile order into one accumulator. Both operands stream: per tile, 4 values of the V
+ * panel (broadcast) and a row of E (16 output channels, 2 loads), 8 FMAs into 8 accumulators (as many as
+ * the FMA pipes' latency needs; a 6-channel tile would need V in 6-channel panels, which the 8-lane
+ * transforms cannot store whole). */
+WG_INLINE void wg_bww_kernel(const float *v, const float *e, int nt, float *mw, size_t ms, const int nob)
 {
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     for (int t = 0; t < nt; t++) {
-        const float *vt = v + (size_t)t * vs, *et = e + (size_t)t * es;
+        const float *vt = v + (size_t)t * 4, *et = e + (size_t)t * 16;
         const __m256 e0 = _mm256_loadu_ps(et);
         const __m256 e1 = nob == 2 ? _mm256_loadu_ps(et + WG_BLK) : e0;
         __m256 b;
@@ -182,8 +191,6 @@ WG_INLINE void wg_bww_kernel(const float *v, size_t vs, const float *e, size_t e
         WG_ROW(1)
         WG_ROW(2)
         WG_ROW(3)
-        WG_ROW(4)
-        WG_ROW(5)
 #undef WG_ROW
     }
 #define WG_ADD(r)                                                                                                      \
@@ -194,8 +201,6 @@ WG_INLINE void wg_bww_kernel(const float *v, size_t vs, const float *e, size_t e
     WG_ADD(1)
     WG_ADD(2)
     WG_ADD(3)
-    WG_ADD(4)
-    WG_ADD(5)
 #undef WG_ADD
 }
 

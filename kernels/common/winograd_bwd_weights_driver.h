@@ -13,21 +13,23 @@
  * is the forward's: alpha^2 products per m^2 outputs instead of r^2.
  *
  * Work split, per chunk of tiles (WG_BWW_BYTES says how many):
- *   A. every thread transforms some of the chunk's tiles into V[pos][tile][cp] and E[pos][tile][kp];
- *   B. every thread takes (position, output block pair) items and adds the chunk's products to
+ *   A. every thread transforms some of the chunk's tiles into V[pos][c / 4][tile][4] (panels of 4 input
+ *      channels) and E[pos][k / 16][tile][16] (output block pairs);
+ *   B. every thread takes (position, output block pairs) items and adds the chunk's products to
  *      Mw[pos][c][kp], in sub-chunks of tiles whose V fits a core's L2 (WG_BWW_SUB_BYTES), with the
- *      ISA's register tile wg_bww_kernel: WG_MR input channels x 16 output channels, each a sum over
- *      the sub-chunk's tiles in order into one accumulator, then added to Mw;
+ *      ISA's register tile wg_bww_kernel: 4 input channels x 16 output channels, each a sum over the
+ *      sub-chunk's tiles in order into one accumulator, then added to Mw. The panels make both of its
+ *      operands one sequential stream (with V and E stored tile by tile, every tile of a panel took a
+ *      new cache line of each: 1.6x slower on 384 channels);
  * then C. G^T Mw G into dw, per (output block, input block).
  * The chunk and sub-chunk sizes come from the shape alone, so every dw element is summed in the same
- * order for any thread count: bitwise the same results. (Each ISA's register tile sums its tiles in order
- * with fused multiply-adds whatever its WG_MR, but the results have not been compared bitwise across
- * ISAs.)
+ * order for any thread count: bitwise the same results. (The ISAs' register tiles run the same fused
+ * multiply-adds in the same order, but the results have not been compared bitwise across ISAs.)
  *
  * The including file defines, besides what common/winograd_driver.h needs (included before this):
  *   wg_vset1(f), wg_vadd(a, b), wg_vsub(a, b), wg_vfma(a, b, c) (a * b + c, fused)
- *   wg_bww_kernel(v, vs, e, es, nt, mw, ms, nob)  mw[i][0 .. 8 nob) += sum over t < nt of
- *       v[t vs + i] * e[t es + 0 .. 8 nob), for i < WG_MR
+ *   wg_bww_kernel(v, e, nt, mw, ms, nob)  mw[i][0 .. 8 nob) += sum over t < nt of
+ *       v[4 t + i] * e[16 t + 0 .. 8 nob), for i < 4 (rows ms floats apart)
  */
 #ifndef INCV3_WINOGRAD_BWD_WEIGHTS_DRIVER_H
 #define INCV3_WINOGRAD_BWD_WEIGHTS_DRIVER_H
@@ -145,10 +147,11 @@ WG_INLINE double wg_g_entry(const int alpha, const int r, const int a, const int
 }
 
 /* The plan of a backward-weights call: the forward's tiling (wg_make_plan), chunks of ct tiles, sub-chunks
- * of st tiles, input channels padded to whole register tiles (cr rows of Mw). */
+ * of st tiles. V holds cp / 4 panels of ct x 4 floats per position, E kbp pairs of ct x 16, Mw cp rows of
+ * kp. */
 typedef struct wg_bww_plan {
     wg_plan f;
-    int ct, nchunks, st, cr;
+    int ct, nchunks, st;
     size_t v_pos, e_pos, mw_pos; /* floats per position of V, E (one chunk) and Mw */
 } wg_bww_plan;
 
@@ -159,8 +162,7 @@ WG_INLINE wg_bww_plan wg_bww_make_plan(const int MH, const int RH, const int MW,
     wg_bww_plan b;
     b.f = wg_make_plan(MH, RH, MW, RW, s);
     const size_t per_tile = (size_t)NPOS * (b.f.cp + b.f.kp) * sizeof(float);
-    b.cr = (b.f.cp + WG_MR - 1) / WG_MR * WG_MR;
-    const size_t mw_bytes = (size_t)NPOS * b.cr * b.f.kp * sizeof(float);
+    const size_t mw_bytes = (size_t)NPOS * b.f.cp * b.f.kp * sizeof(float);
     const size_t chunk_bytes = WG_BWW_BYTES > 2 * mw_bytes ? WG_BWW_BYTES : 2 * mw_bytes;
     int ct = (int)(chunk_bytes / per_tile);
     if (ct < 8)
@@ -175,31 +177,33 @@ WG_INLINE wg_bww_plan wg_bww_make_plan(const int MH, const int RH, const int MW,
     if (b.st > 256)
         b.st = 256;
     b.v_pos = (size_t)b.ct * b.f.cp;
-    b.e_pos = (size_t)b.ct * b.f.kp;
-    b.mw_pos = (size_t)b.cr * b.f.kp;
+    b.e_pos = (size_t)b.ct * b.f.kbp * 16;
+    b.mw_pos = (size_t)b.f.cp * b.f.kp;
     /* the transforms address V through the plan's v_pos */
     b.f.v_pos = b.v_pos;
     return b;
 }
 
 /* Phase B for one position and output block pairs [kbp0, kbp1): the chunk's nt tiles added into Mw. Per
- * sub-chunk of tiles, its V (in L2) serves every block pair and input channel block of the item. */
+ * sub-chunk of tiles, its V panels (in L2) serve every block pair of the item. */
 WG_INLINE void wg_bww_item(const wg_bww_plan *b, int nt, const float *vp, const float *ep, float *mwp, int kbp0,
                            int kbp1)
 {
     const wg_plan *p = &b->f;
+    const size_t panel = (size_t)b->ct * 4, pair = (size_t)b->ct * 16;
     for (int t0 = 0; t0 < nt; t0 += b->st) {
         const int n = nt - t0 < b->st ? nt - t0 : b->st;
-        const float *vt = vp + (size_t)t0 * p->cp;
         for (int kbp = kbp0; kbp < kbp1; kbp++) {
-            const float *et = ep + (size_t)t0 * p->kp + (size_t)kbp * 16;
+            const float *et = ep + (size_t)kbp * pair + (size_t)t0 * 16;
             float *mk = mwp + (size_t)kbp * 16;
             if (p->kb - 2 * kbp >= 2)
-                for (int c0 = 0; c0 < p->cp; c0 += WG_MR)
-                    wg_bww_kernel(vt + c0, p->cp, et, p->kp, n, mk + (size_t)c0 * p->kp, p->kp, 2);
+                for (int c0 = 0; c0 < p->cp; c0 += 4)
+                    wg_bww_kernel(vp + (size_t)(c0 / 4) * panel + (size_t)t0 * 4, et, n, mk + (size_t)c0 * p->kp,
+                                  p->kp, 2);
             else
-                for (int c0 = 0; c0 < p->cp; c0 += WG_MR)
-                    wg_bww_kernel(vt + c0, p->cp, et, p->kp, n, mk + (size_t)c0 * p->kp, p->kp, 1);
+                for (int c0 = 0; c0 < p->cp; c0 += 4)
+                    wg_bww_kernel(vp + (size_t)(c0 / 4) * panel + (size_t)t0 * 4, et, n, mk + (size_t)c0 * p->kp,
+                                  p->kp, 1);
         }
     }
 }
@@ -264,7 +268,7 @@ WG_INLINE void wg_bww_finish(const int MH, const int RH, const int MW, const int
 }
 
 /* The whole pass, run by every thread of the caller's parallel region; scratch from the caller: V and E
- * of one chunk (with WG_MR floats of slack after V, which the last register tile reads past cp), Mw. */
+ * of one chunk, Mw. */
 WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW, const wg_bww_plan *b,
                           const float *x8c, const float *dy8c, float *v, float *e, float *mw, float *dw8i8o)
 {
@@ -276,26 +280,20 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
         memset(mw + (size_t)pos * b->mw_pos, 0, b->mw_pos * sizeof(float));
     for (int chunk = 0; chunk < b->nchunks; chunk++) {
         const int t0 = chunk * b->ct, nt = p->nt - t0 < b->ct ? p->nt - t0 : b->ct;
-        /* A short last chunk: the register tiles of the last input channels read up to WG_MR floats
-         * past its last tile's row; make them finite (their products land in Mw's padding rows). */
-        if (nt < b->ct) {
-#pragma omp for schedule(static) nowait
-            for (int pos = 0; pos < NPOS; pos++)
-                memset(v + (size_t)pos * b->v_pos + (size_t)nt * p->cp, 0, WG_MR * sizeof(float));
-        }
         {
             /* This thread's tiles, one channel block at a time over all of them, as the forward's groups
              * do. Which thread transforms a tile changes no value. */
             const int nth = omp_get_num_threads(), me = omp_get_thread_num();
             const int i0 = (int)((long)nt * me / nth), i1 = (int)((long)nt * (me + 1) / nth);
+            const size_t panel = (size_t)b->ct * 4, pair = (size_t)b->ct * 16;
             for (int cb = 0; cb < p->cb; cb++)
                 for (int i = i0; i < i1; i++)
                     wg_input_tile(MH, RH, MW, RW, p, x8c, wg_tile_at(MH, MW, p, t0 + i), cb,
-                                  v + (size_t)i * p->cp + (size_t)cb * WG_BLK);
+                                  v + (size_t)(2 * cb) * panel + (size_t)i * 4, panel);
             for (int kb = 0; kb < p->kb; kb++)
                 for (int i = i0; i < i1; i++)
                     wg_dy_tile(MH, RH, MW, RW, p, dy8c, wg_tile_at(MH, MW, p, t0 + i), kb,
-                               e + (size_t)i * p->kp + (size_t)kb * WG_BLK, b->e_pos);
+                               e + (size_t)(kb / 2) * pair + (size_t)i * 16 + (size_t)(kb % 2) * WG_BLK, b->e_pos);
         }
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -319,18 +317,17 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
     {                                                                                                                  \
         const int NPOS_ = (MH + RH - 1) * (MW + RW - 1);                                                               \
         const wg_bww_plan b = wg_bww_make_plan(MH, RH, MW, RW, s);                                                     \
-        return (size_t)NPOS_ * (b.v_pos + b.e_pos + b.mw_pos) + WG_MR;                                                 \
+        return (size_t)NPOS_ * (b.v_pos + b.e_pos + b.mw_pos);                                                         \
     }                                                                                                                  \
     void ISA_NAME(conv_bwd_weights_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c,                  \
                                                         const float *dy8c, float *dw8i8o)                              \
     {                                                                                                                  \
         const int NPOS_ = (MH + RH - 1) * (MW + RW - 1);                                                               \
         const wg_bww_plan b = wg_bww_make_plan(MH, RH, MW, RW, s);                                                     \
-        const size_t v_floats = (size_t)NPOS_ * b.v_pos + WG_MR, e_floats = (size_t)NPOS_ * b.e_pos;                  \
+        const size_t v_floats = (size_t)NPOS_ * b.v_pos, e_floats = (size_t)NPOS_ * b.e_pos;                          \
         float *v = wg_alloc(ISA_NAME(conv_bwd_weights_f32_winograd_##V##_scratch_floats__)(s) * sizeof(float),        \
                             "conv_bwd_weights_f32_winograd_" #V "__" KERNEL_ISA_STR);                                  \
         float *e = v + v_floats, *mw = e + e_floats;                                                                   \
-        memset(v + v_floats - WG_MR, 0, WG_MR * sizeof(float));                                                        \
         _Pragma("omp parallel") wg_bww_run(MH, RH, MW, RW, &b, x8c, dy8c, v, e, mw, dw8i8o);                           \
         free(v);                                                                                                       \
     }

@@ -11,6 +11,7 @@
  *   WG_INLINE           static inline __attribute__((always_inline))
  *   wg_vec, WG_VL, WG_HALVES  the float vector, its lanes, and vectors per 8-channel block (VL * HALVES = 8)
  *   wg_vload(p), wg_vstore(p, v), wg_vzero()
+ *   wg_vstore_groups(p, gs, v)  v's groups of 4 lanes stored gs floats apart (gs 4: one plain store)
  *   wg_input_1d(alpha, d), wg_output_1d(m, alpha, s, y)  the 1-D transforms (winograd_transforms_*.h)
  *   wg_pack_lanes(AH, RH, AW, RW, g, bi, row)  the filter transform of one input channel's 8 output lanes
  *   wg_pack_copy(ub, buf, u, npos, u_pos, row), wg_pack_end()  the copy of a packed block into U
@@ -100,10 +101,12 @@ WG_INLINE void wg_load_row(const int AW, const float *xrow, int iw0, int clip, i
         d[j] = !clip || (j >= j0 && j < j1) ? wg_vload(xrow + (ptrdiff_t)(iw0 + j) * WG_BLK) : wg_vzero();
 }
 
-/* Transforms input block cb of one tile into V: v points at (pos 0, this tile, block cb). Per vector of
- * lanes, the tile is loaded row by row and transformed along w, then along h by columns. */
+/* Transforms input block cb of one tile into V: v points at (pos 0, this tile, block cb), each group of 4
+ * lanes gs floats after the previous one (4: the block's 8 lanes together, as the forward pass stores
+ * them; the backward-weights pass stores each group in a panel of its own). Per vector of lanes, the tile
+ * is loaded row by row and transformed along w, then along h by columns. */
 WG_INLINE void wg_input_tile(const int MH, const int RH, const int MW, const int RW, const wg_plan *p,
-                             const float *x8c, wg_tile tl, int cb, float *v)
+                             const float *x8c, wg_tile tl, int cb, float *v, const size_t gs)
 {
     const int AH = MH + RH - 1, AW = MW + RW - 1;
     const int ih0 = tl.oh0 - p->pt, iw0 = tl.ow0 - p->pl;
@@ -138,7 +141,7 @@ WG_INLINE void wg_input_tile(const int MH, const int RH, const int MW, const int
                 d[i] = t[i][j];
             wg_input_1d(AH, d);
             for (int i = 0; i < AH; i++)
-                wg_vstore(v + (size_t)(i * AW + j) * p->v_pos + h * WG_VL, d[i]);
+                wg_vstore_groups(v + (size_t)(i * AW + j) * p->v_pos + (size_t)h * (WG_VL / 4) * gs, gs, d[i]);
         }
     }
 }
@@ -273,7 +276,7 @@ WG_INLINE void wg_run(const int MH, const int RH, const int MW, const int RW, co
             tiles[i] = wg_tile_at(MH, MW, p, t0 + i);
         for (int cb = 0; cb < p->cb; cb++)
             for (int i = 0; i < nt; i++)
-                wg_input_tile(MH, RH, MW, RW, p, x8c, tiles[i], cb, v + (size_t)i * p->cp + (size_t)cb * WG_BLK);
+                wg_input_tile(MH, RH, MW, RW, p, x8c, tiles[i], cb, v + (size_t)i * p->cp + (size_t)cb * WG_BLK, 4);
         /* Rows of the last tile block past the group's tiles: zeros, so that the products stay finite. */
         if (nt < ntb * WG_MR)
             for (int pos = 0; pos < NPOS; pos++)

@@ -53,6 +53,7 @@ typedef float32x4_t wg_vec;
 #define wg_vload(p) vld1q_f32(p)
 #define wg_vstore(p, v) vst1q_f32((p), (v))
 #define wg_vzero() vdupq_n_f32(0.0f)
+#define wg_vstore_groups(p, gs, v) vst1q_f32((p), (v)) /* a vector is one group of 4 lanes */
 #define wg_vset1(f) vdupq_n_f32(f)
 #define wg_vadd(a, b) vaddq_f32((a), (b))
 #define wg_vsub(a, b) vsubq_f32((a), (b))
@@ -340,30 +341,31 @@ WG_INLINE void wg_epi_blk_stats(const wg_epi_blk *eb, double *pk)
 }
 
 /* The register tile of the backward-weights products (common/winograd_bwd_weights_driver.h):
- * mw[i][0..8*nob) += sum over t < nt of v[t*vs + i] * e[t*es + 0..8*nob) for the WG_MR input channels i,
- * each sum in tile order into one accumulator (as on AVX2, so the sums are the same bits). Per tile, a
- * row of E (16 output channels, 4 q registers) serves 5 input channels: 20 accumulators, 20 FMAs per 4 +
- * 5 loads. Intrinsics: unlike the forward tile, this loop is not the bulk of a training step's time. */
-WG_INLINE void wg_bww_kernel(const float *v, size_t vs, const float *e, size_t es, int nt, float *mw, size_t ms,
-                             const int nob)
+ * mw[i][0..8*nob) += sum over t < nt of v[4 t + i] * e[16 t + 0..8*nob) for the 4 input channels i of a
+ * panel, each sum in tile order into one accumulator (as on AVX2, the same FMAs in the same order). Per
+ * tile, one q load of the V panel serves 16 FMAs by lane into 16 accumulators with a row of E (4 q
+ * registers). Intrinsics: unlike the forward tile, this loop is not the bulk of a training step. */
+WG_INLINE void wg_bww_kernel(const float *v, const float *e, int nt, float *mw, size_t ms, const int nob)
 {
-    float32x4_t acc[WG_MR][4];
-    for (int i = 0; i < WG_MR; i++)
+    float32x4_t acc[4][4];
+    for (int i = 0; i < 4; i++)
         for (int q = 0; q < 4; q++)
             acc[i][q] = vdupq_n_f32(0.0f);
     const int nq = 2 * nob;
     for (int t = 0; t < nt; t++) {
-        const float *vt = v + (size_t)t * vs, *et = e + (size_t)t * es;
+        const float32x4_t vq = vld1q_f32(v + (size_t)t * 4);
+        const float *et = e + (size_t)t * 16;
         float32x4_t eq[4];
         for (int q = 0; q < nq; q++)
             eq[q] = vld1q_f32(et + 4 * q);
-        for (int i = 0; i < WG_MR; i++) {
-            const float32x4_t b = vld1q_dup_f32(vt + i);
-            for (int q = 0; q < nq; q++)
-                acc[i][q] = vfmaq_f32(acc[i][q], b, eq[q]);
+        for (int q = 0; q < nq; q++) {
+            acc[0][q] = vfmaq_laneq_f32(acc[0][q], eq[q], vq, 0);
+            acc[1][q] = vfmaq_laneq_f32(acc[1][q], eq[q], vq, 1);
+            acc[2][q] = vfmaq_laneq_f32(acc[2][q], eq[q], vq, 2);
+            acc[3][q] = vfmaq_laneq_f32(acc[3][q], eq[q], vq, 3);
         }
     }
-    for (int i = 0; i < WG_MR; i++)
+    for (int i = 0; i < 4; i++)
         for (int q = 0; q < nq; q++)
             vst1q_f32(mw + i * ms + 4 * q, vaddq_f32(vld1q_f32(mw + i * ms + 4 * q), acc[i][q]));
 }
