@@ -153,6 +153,30 @@ static void test_cache(void **state)
     conv_plan_cache_read(&p);
     assert_int_equal(p.n, 1);
     conv_plan_clear(&p);
+    /* An entry naming a kernel this build lacks (another build's) is skipped, the others are kept, and the
+     * next write drops it. */
+    char cpu[256], text[1024];
+    incv3_cpu_model_name(cpu, sizeof cpu);
+    snprintf(text, sizeof text,
+             "{\"cpus\": {\"%s\": {\"auto fwd a\": \"%s\", \"auto fwd gone\": \"conv_fwd_f32_gone__avx2\", "
+             "\"auto fwd b\": \"%s\"}}}",
+             cpu, t[0].name, t[1].name);
+    write_text(path, text);
+    conv_plan_cache_read(&p);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(conv_plan_get(&p, "auto fwd a"), t[0].name);
+    assert_string_equal(conv_plan_get(&p, "auto fwd b"), t[1].name);
+    assert_null(conv_plan_get(&p, "auto fwd gone"));
+    conv_plan_clear(&p);
+    assert_int_equal(conv_plan_cache_add("auto fwd c", t[0].name, &err), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    const size_t got = fread(text, 1, sizeof text - 1, f);
+    text[got] = '\0';
+    fclose(f);
+    assert_null(strstr(text, "gone"));
+    assert_non_null(strstr(text, "auto fwd b"));
+    assert_non_null(strstr(text, "auto fwd c"));
 }
 
 static incv3_graph *small_model(void)

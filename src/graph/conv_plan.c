@@ -60,9 +60,14 @@ static const char *pass_name(incv3_conv_pass pass)
 
 /* FNV-1a over the names of the kernels a choice is made among: a build that adds or removes a candidate
  * (a new pass of an algorithm) gets new keys, so the cache's older choices, made without it, are not
- * reused. */
-static unsigned candidates_hash(const char *family, incv3_conv_pass pass, incv3_isa isa, const incv3_conv_shape *s)
+ * reused. Taken at batch 1, so that the key stays that of the batch-free shape (some kernels serve a
+ * shape only up to a batch size; a smaller last batch keeps its layers' choices). */
+static unsigned candidates_hash(const char *family, incv3_conv_pass pass, incv3_isa isa,
+                                const incv3_conv_shape *shape)
 {
+    incv3_conv_shape one = *shape;
+    one.n = 1;
+    const incv3_conv_shape *s = &one;
     size_t n;
     const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
     unsigned h = 2166136261u;
@@ -210,14 +215,22 @@ void conv_plan_cache_read(incv3_conv_plan *p)
                 path);
     json_t *mine = o ? json_object_get(json_object_get(o, "cpus"), cpu) : NULL;
     if (json_is_object(mine)) {
-        incv3_conv_plan tmp = {0};
-        incv3_error merr;
-        if (merge_object(&tmp, mine, path, &merr) == 0)
-            for (size_t i = 0; i < tmp.n; i++)
-                conv_plan_put(p, tmp.entries[i].key, tmp.entries[i].kernel);
-        else
-            fprintf(stderr, "incv3: ignoring this CPU's entries in the convolution-plan cache: %s\n", merr.msg);
-        conv_plan_clear(&tmp);
+        /* Entry by entry: one naming a kernel this build lacks (an older build's, renamed or removed since)
+         * is skipped, and dropped at the next write (conv_plan_cache_add); the others still count. */
+        const char *key;
+        json_t *v;
+        size_t stale = 0;
+        json_object_foreach(mine, key, v) {
+            const incv3_conv_kernel *k = json_is_string(v) ? incv3_conv_kernel_by_name(json_string_value(v)) : NULL;
+            if (k && strlen(key) < sizeof p->entries[0].key)
+                conv_plan_put(p, key, k->name);
+            else
+                stale++;
+        }
+        if (stale)
+            fprintf(stderr, "incv3: the convolution-plan cache %s has %zu entr%s naming kernels this build does not "
+                            "have (from another build); those layers are timed again\n",
+                    path, stale, stale == 1 ? "y" : "ies");
     }
     json_decref(o);
 }
@@ -242,6 +255,13 @@ int conv_plan_cache_add(const char *key, const char *kernel, incv3_error *err)
     if (!json_is_object(mine)) {
         mine = json_object();
         json_object_set_new(cpus, cpu, mine);
+    }
+    /* drop this CPU's entries that name kernels this build lacks (see conv_plan_cache_read) */
+    const char *old_key;
+    json_t *v, *tmp;
+    json_object_foreach_safe(mine, tmp, old_key, v) {
+        if (!json_is_string(v) || !incv3_conv_kernel_by_name(json_string_value(v)))
+            json_object_del(mine, old_key);
     }
     json_object_set_new(mine, key, json_string(kernel));
     int rc = incv3_write_file_atomic(path, write_json, o, err);
