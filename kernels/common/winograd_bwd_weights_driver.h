@@ -40,10 +40,11 @@
 #include <string.h>
 
 /* Bytes of V and E one chunk takes (all positions): what phase A writes stays in the caches for phase B
- * to read (measured on the 64 -> 96 3x3 layer at 35x35, batch 32, one Zen 4 core: 15.7 ms with 2 MiB
- * chunks, 18.5 ms with 4 MiB, 22.8 ms with 32 MiB, 16.2 ms with 1 MiB). Where Mw is larger than half of
- * that, the chunk is twice Mw instead, so that reading and writing Mw once per chunk never outweighs V
- * and E (the 384-channel layers: 2 MiB chunks made them 3.5x slower). */
+ * to read (measured on the 64 -> 96 3x3 layer at 35x35, batch 32, one Zen 4 core, with V and E then
+ * stored tile by tile rather than in panels: 15.7 ms with 2 MiB chunks, 18.5 ms with 4 MiB, 22.8 ms with
+ * 32 MiB, 16.2 ms with 1 MiB). Where Mw is larger than half of that, the chunk is twice Mw instead, so
+ * that reading and writing Mw once per chunk never outweighs V and E (the 384-channel layers: 2 MiB
+ * chunks made them 3.5x slower, same layout). */
 #ifndef WG_BWW_BYTES
 #define WG_BWW_BYTES (2u << 20)
 #endif
