@@ -55,7 +55,7 @@ static const char usage[] =
     "  --isa I, --conv-algo A  kernels: auto (default), scalar/avx2/neon; auto (per layer the fastest, timed once\n"
     "                        per machine, the plan kept in OUT/conv-plan.json), winograd, direct,\n"
     "                        winograd-f2x2, winograd-f4x4, winograd-f6x6, winograd-f2, winograd-f4, gemm (layers\n"
-    "                        with a 1x1 output; direct elsewhere), ref\n"
+    "                        with a 1x1 output, and im2col where the windows fit 64 MiB; direct elsewhere), ref\n"
     "  --deterministic       bitwise the same weights for any --threads: --conv-algo auto/winograd choose\n"
     "                        kernels by a fixed rule (auto: direct) instead of timing them (slower)\n"
     "  --mean M, --std S     input normalization of pixel/255, default 0.1307 and 0.3081 (MNIST), or 0.2860\n"
