@@ -90,22 +90,55 @@ void ISA_NAME(conv_fwd_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, 
     CONV_GEMM(s->n, kp, d, x8c, d, 0, p, d, 1, y8c, kp, 0);
 }
 
+/* The statistics of y, rows x kp row-major (k real channels), for a following BatchNorm: per output block,
+ * its 8 channels' sums over the rows in order, in double. */
+static void cg_rows_stats(size_t rows, int kp, int k, const float *y, double *sum, double *sumsq)
+{
+    const int kb = kp / INCV3_BLK;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < kb; b++) {
+        double a[INCV3_BLK] = {0}, q[INCV3_BLK] = {0};
+        for (size_t r = 0; r < rows; r++) {
+            const float *v = y + r * kp + (size_t)b * INCV3_BLK;
+            for (int l = 0; l < INCV3_BLK; l++) {
+                a[l] += v[l];
+                q[l] += (double)v[l] * v[l];
+            }
+        }
+        for (int l = 0; l < INCV3_BLK && b * INCV3_BLK + l < k; l++) {
+            sum[b * INCV3_BLK + l] = a[l];
+            sumsq[b * INCV3_BLK + l] = q[l];
+        }
+    }
+}
+
+/* y = relu(y * scale + shift) in place, rows x kp row-major, BatchNorm folded per channel in double (zero
+ * past k, so the padding columns stay 0). */
+static void cg_rows_bn_relu(size_t rows, int kp, int k, float *y, const float *gamma, const float *beta,
+                            const float *mean, const float *var, float eps)
+{
+    float scale[kp], shift[kp];
+    for (int c = 0; c < kp; c++) {
+        const double sc = c < k ? (double)gamma[c] / sqrt((double)var[c] + (double)eps) : 0.0;
+        scale[c] = (float)sc;
+        shift[c] = c < k ? (float)((double)beta[c] - sc * (double)mean[c]) : 0.0f;
+    }
+    const long n = (long)rows;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < n; r++) {
+        float *v = y + (size_t)r * kp;
+        for (int c = 0; c < kp; c++) {
+            const float t = v[c] * scale[c] + shift[c];
+            v[c] = t > 0.0f ? t : 0.0f;
+        }
+    }
+}
+
 void ISA_NAME(conv_fwd_stats_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c,
                                         double *sum, double *sumsq)
 {
     ISA_NAME(conv_fwd_f32_gemm__)(s, x8c, p, y8c);
-    const int kp = cg_kpad(s);
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < s->k; k++) {
-        double a = 0, b = 0;
-        for (int n = 0; n < s->n; n++) {
-            const double v = y8c[(size_t)n * kp + k];
-            a += v;
-            b += v * v;
-        }
-        sum[k] = a;
-        sumsq[k] = b;
-    }
+    cg_rows_stats((size_t)s->n, cg_kpad(s), s->k, y8c, sum, sumsq);
 }
 
 void ISA_NAME(conv_bn_relu_fwd_infer_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p,
@@ -113,21 +146,7 @@ void ISA_NAME(conv_bn_relu_fwd_infer_f32_gemm__)(const incv3_conv_shape *s, cons
                                                 const float *var, float eps)
 {
     ISA_NAME(conv_fwd_f32_gemm__)(s, x8c, p, y8c);
-    const int kp = cg_kpad(s);
-    float scale[kp], shift[kp];
-    for (int k = 0; k < kp; k++) {
-        const double sc = k < s->k ? (double)gamma[k] / sqrt((double)var[k] + (double)eps) : 0.0;
-        scale[k] = (float)sc;
-        shift[k] = k < s->k ? (float)((double)beta[k] - sc * (double)mean[k]) : 0.0f;
-    }
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < s->n; n++) {
-        float *y = y8c + (size_t)n * kp;
-        for (int k = 0; k < kp; k++) {
-            const float v = y[k] * scale[k] + shift[k];
-            y[k] = v > 0.0f ? v : 0.0f;
-        }
-    }
+    cg_rows_bn_relu((size_t)s->n, cg_kpad(s), s->k, y8c, gamma, beta, mean, var, eps);
 }
 
 void ISA_NAME(conv_bwd_data_f32_gemm__)(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c,

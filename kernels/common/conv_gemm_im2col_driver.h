@@ -223,24 +223,8 @@ void ISA_NAME(conv_fwd_stats_f32_gemm_im2col__)(const incv3_conv_shape *s, const
     float *col = cg2_scratch(s, "the scratch of conv_fwd_stats_f32_gemm_im2col__" KERNEL_ISA_STR);
     float *yr = col + cg2_rows(s) * cg2_d(s);
     cg2_forward_rows(s, x8c, p, col, yr);
-    const int kb = incv3_blocks8(s->k), kp = kb * INCV3_BLK;
-    const size_t rows = cg2_rows(s);
-    /* per output block, its 8 channels' sums over the rows in order */
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < kb; b++) {
-        double a[INCV3_BLK] = {0}, q[INCV3_BLK] = {0};
-        for (size_t r = 0; r < rows; r++) {
-            const float *v = yr + r * kp + (size_t)b * INCV3_BLK;
-            for (int l = 0; l < INCV3_BLK; l++) {
-                a[l] += v[l];
-                q[l] += (double)v[l] * v[l];
-            }
-        }
-        for (int l = 0; l < INCV3_BLK && b * INCV3_BLK + l < s->k; l++) {
-            sum[b * INCV3_BLK + l] = a[l];
-            sumsq[b * INCV3_BLK + l] = q[l];
-        }
-    }
+    const int kb = incv3_blocks8(s->k);
+    cg_rows_stats(cg2_rows(s), kb * INCV3_BLK, s->k, yr, sum, sumsq);
     cg2_scatter(s->n, kb, s->k, (size_t)s->oh * s->ow, yr, y8c, 0);
     free(col);
 }
@@ -253,22 +237,7 @@ void ISA_NAME(conv_bn_relu_fwd_infer_f32_gemm_im2col__)(const incv3_conv_shape *
     float *col = cg2_scratch(s, "the scratch of conv_bn_relu_fwd_infer_f32_gemm_im2col__" KERNEL_ISA_STR);
     float *yr = col + cg2_rows(s) * cg2_d(s);
     cg2_forward_rows(s, x8c, p, col, yr);
-    const int kp = cg_kpad(s);
-    float scale[kp], shift[kp];
-    for (int k = 0; k < kp; k++) {
-        const double sc = k < s->k ? (double)gamma[k] / sqrt((double)var[k] + (double)eps) : 0.0;
-        scale[k] = (float)sc;
-        shift[k] = k < s->k ? (float)((double)beta[k] - sc * (double)mean[k]) : 0.0f;
-    }
-    const long rows = (long)cg2_rows(s);
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        float *y = yr + (size_t)r * kp;
-        for (int k = 0; k < kp; k++) {
-            const float v = y[k] * scale[k] + shift[k];
-            y[k] = v > 0.0f ? v : 0.0f;
-        }
-    }
+    cg_rows_bn_relu(cg2_rows(s), cg_kpad(s), s->k, yr, gamma, beta, mean, var, eps);
     cg2_scatter(s->n, incv3_blocks8(s->k), s->k, (size_t)s->oh * s->ow, yr, y8c, 0);
     free(col);
 }
