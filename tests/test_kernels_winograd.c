@@ -177,22 +177,29 @@ static int wg_supports(const wg_variant *v, const incv3_conv_shape *s)
  * all values of its input tile, which cancel exactly only in exact arithmetic, so an output of one
  * channel that is one small product or a short cancelling sum (a 1x1 input under a 3-tap kernel, say)
  * would otherwise be measured against almost nothing. Where outputs are sums of many terms the floor
- * lies below the reference's norm and changes nothing. */
-static double blocked_err(incv3_dims d, const float *b, const float *want, const float *absref)
+ * lies below the reference's norm and changes nothing. floored_err is that measure over count values;
+ * blocked_err takes the result in NCHW8c. */
+static double floored_err(const float *got, const float *want, const float *absref, size_t count)
 {
-    const size_t cnt = incv3_dims_count(d);
-    float *got = conv_test_alloc(cnt);
-    reorder_nchw8c_to_nchw_f32(d, b, got);
     double num = 0.0, den = 0.0, fl = 0.0;
-    for (size_t i = 0; i < cnt; i++) {
+    for (size_t i = 0; i < count; i++) {
         const double e = (double)got[i] - want[i];
         num += e * e;
         den += (double)want[i] * want[i];
         fl += (double)absref[i] * absref[i];
     }
-    free(got);
     den = fmax(den, fl / 1024.0);
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double blocked_err(incv3_dims d, const float *b, const float *want, const float *absref)
+{
+    const size_t cnt = incv3_dims_count(d);
+    float *got = conv_test_alloc(cnt);
+    reorder_nchw8c_to_nchw_f32(d, b, got);
+    const double e = floored_err(got, want, absref, cnt);
+    free(got);
+    return e;
 }
 
 /* weights_err: blocked_err for a weight gradient, dwb in OIhw8i8o against OIHW want, with the floor of
@@ -214,16 +221,9 @@ static double weights_err(const incv3_conv_shape *s, const float *dwb, const flo
             }
     float *got = conv_test_alloc(cnt);
     reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, dwb, got);
-    double num = 0.0, den = 0.0, fl = 0.0;
-    for (size_t i = 0; i < cnt; i++) {
-        const double e = (double)got[i] - want[i];
-        num += e * e;
-        den += (double)want[i] * want[i];
-        fl += (double)absref[i] * absref[i];
-    }
+    const double e = floored_err(got, want, absref, cnt);
     free(got);
-    den = fmax(den, fl / 1024.0);
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    return e;
 }
 
 static float *abs_copy(const float *p, size_t count)
@@ -876,19 +876,25 @@ static void conv_bwd_weights_double(const incv3_conv_shape *s, const float *x, c
 }
 
 /* Norm-wise relative error of an OIhw8i8o weight gradient against a double OIHW one. */
+static double rel_err_double(const float *got, const double *want, size_t count)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        const double e = (double)got[i] - want[i];
+        num += e * e;
+        den += want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 static double weights_err_vs_double(const incv3_conv_shape *s, const float *dwb, const double *want)
 {
     const size_t cnt = (size_t)s->k * s->c * s->kh * s->kw;
     float *got = conv_test_alloc(cnt);
     reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, dwb, got);
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < cnt; i++) {
-        const double e = (double)got[i] - want[i];
-        num += e * e;
-        den += want[i] * want[i];
-    }
+    const double e = rel_err_double(got, want, cnt);
     free(got);
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    return e;
 }
 
 static double err_vs_double(incv3_dims d, const float *b, const double *want)
@@ -896,14 +902,9 @@ static double err_vs_double(incv3_dims d, const float *b, const double *want)
     const size_t cnt = incv3_dims_count(d);
     float *got = conv_test_alloc(cnt);
     reorder_nchw8c_to_nchw_f32(d, b, got);
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < cnt; i++) {
-        const double e = (double)got[i] - want[i];
-        num += e * e;
-        den += want[i] * want[i];
-    }
+    const double e = rel_err_double(got, want, cnt);
     free(got);
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    return e;
 }
 
 static void test_seed_model_accuracy(void **state)

@@ -333,17 +333,6 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
         free(v);                                                                                                       \
     }
 
-#define WG_DEFINE_BWD_WEIGHTS_ALL()                                                                                    \
-    WG_DEFINE_BWD_WEIGHTS(f2x2_3x3, 2, 3, 2, 3)                                                                        \
-    WG_DEFINE_BWD_WEIGHTS(f4x4_3x3, 4, 3, 4, 3)                                                                        \
-    WG_DEFINE_BWD_WEIGHTS(f6x6_3x3, 6, 3, 6, 3)                                                                        \
-    WG_DEFINE_BWD_WEIGHTS(f2_1x3, 1, 1, 2, 3)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f4_1x3, 1, 1, 4, 3)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f2_3x1, 2, 3, 1, 1)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f4_3x1, 4, 3, 1, 1)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f2_1x7, 1, 1, 2, 7)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f4_1x7, 1, 1, 4, 7)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f2_7x1, 2, 7, 1, 1)                                                                          \
-    WG_DEFINE_BWD_WEIGHTS(f4_7x1, 4, 7, 1, 1)
+#define WG_DEFINE_BWD_WEIGHTS_ALL() WG_VARIANTS(WG_DEFINE_BWD_WEIGHTS)
 
 #endif

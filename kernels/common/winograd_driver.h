@@ -369,19 +369,21 @@ WG_INLINE void wg_run(const int MH, const int RH, const int MW, const int RW, co
         free(coef);                                                                                                    \
     }
 
-/* Every variant, the same set on every ISA. */
-#define WG_DEFINE_ALL()                                                                                                \
-    /*        tag       MH RH MW RW */                                                                                 \
-    WG_DEFINE(f2x2_3x3, 2, 3, 2, 3)                                                                                    \
-    WG_DEFINE(f4x4_3x3, 4, 3, 4, 3)                                                                                    \
-    WG_DEFINE(f6x6_3x3, 6, 3, 6, 3)                                                                                    \
-    WG_DEFINE(f2_1x3, 1, 1, 2, 3)                                                                                      \
-    WG_DEFINE(f4_1x3, 1, 1, 4, 3)                                                                                      \
-    WG_DEFINE(f2_3x1, 2, 3, 1, 1)                                                                                      \
-    WG_DEFINE(f4_3x1, 4, 3, 1, 1)                                                                                      \
-    WG_DEFINE(f2_1x7, 1, 1, 2, 7)                                                                                      \
-    WG_DEFINE(f4_1x7, 1, 1, 4, 7)                                                                                      \
-    WG_DEFINE(f2_7x1, 2, 7, 1, 1)                                                                                      \
-    WG_DEFINE(f4_7x1, 4, 7, 1, 1)
+/* Every variant, the same set on every ISA: X(tag, MH, RH, MW, RW) for each (the backward-weights entry
+ * points of common/winograd_bwd_weights_driver.h take the same list). */
+#define WG_VARIANTS(X)                                                                                                 \
+    X(f2x2_3x3, 2, 3, 2, 3)                                                                                            \
+    X(f4x4_3x3, 4, 3, 4, 3)                                                                                            \
+    X(f6x6_3x3, 6, 3, 6, 3)                                                                                            \
+    X(f2_1x3, 1, 1, 2, 3)                                                                                              \
+    X(f4_1x3, 1, 1, 4, 3)                                                                                              \
+    X(f2_3x1, 2, 3, 1, 1)                                                                                              \
+    X(f4_3x1, 4, 3, 1, 1)                                                                                              \
+    X(f2_1x7, 1, 1, 2, 7)                                                                                              \
+    X(f4_1x7, 1, 1, 4, 7)                                                                                              \
+    X(f2_7x1, 2, 7, 1, 1)                                                                                              \
+    X(f4_7x1, 4, 7, 1, 1)
+
+#define WG_DEFINE_ALL() WG_VARIANTS(WG_DEFINE)
 
 #endif
