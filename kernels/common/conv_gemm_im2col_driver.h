@@ -22,7 +22,6 @@
 #ifndef INCV3_CONV_GEMM_IM2COL_DRIVER_H
 #define INCV3_CONV_GEMM_IM2COL_DRIVER_H
 
-#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>

@@ -13,38 +13,15 @@
 
 #include <stddef.h>
 
+#include "common/conv_gemm_decl.h"
 #include "kernel_types.h"
 
-int conv_gemm_supports__neon(const incv3_conv_shape *s);
-size_t conv_gemm_weights_floats__neon(const incv3_conv_shape *s);
-void conv_gemm_pack__neon(const incv3_conv_shape *s, const float *w8i8o, float *p);
-void conv_fwd_f32_gemm__neon(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c);
-void conv_fwd_stats_f32_gemm__neon(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c,
-                                    double *sum, double *sumsq);
-void conv_bn_relu_fwd_infer_f32_gemm__neon(const incv3_conv_shape *s, const float *x8c, const float *p,
-                                            float *y8c, const float *gamma, const float *beta,
-                                            const float *mean, const float *var, float eps);
-void conv_bwd_data_f32_gemm__neon(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c,
-                                   int accumulate);
-void conv_bwd_weights_f32_gemm__neon(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
-                                      float *dw8i8o);
+INCV3_CONV_GEMM_DECLARE(gemm, neon)
 
 /* Convolutions with more than one output pixel as im2col GEMMs (common/conv_gemm_im2col_driver.h), where
  * the gathered windows take at most 64 MiB: weights packed into Kp x (Cp * kh * kw); the same contracts;
  * scratch_floats is what one call allocates. */
-int conv_gemm_im2col_supports__neon(const incv3_conv_shape *s);
-size_t conv_gemm_im2col_weights_floats__neon(const incv3_conv_shape *s);
-void conv_gemm_im2col_pack__neon(const incv3_conv_shape *s, const float *w8i8o, float *p);
+INCV3_CONV_GEMM_DECLARE(gemm_im2col, neon)
 size_t conv_gemm_im2col_scratch_floats__neon(const incv3_conv_shape *s);
-void conv_fwd_f32_gemm_im2col__neon(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c);
-void conv_fwd_stats_f32_gemm_im2col__neon(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c,
-                                        double *sum, double *sumsq);
-void conv_bn_relu_fwd_infer_f32_gemm_im2col__neon(const incv3_conv_shape *s, const float *x8c, const float *p,
-                                                float *y8c, const float *gamma, const float *beta,
-                                                const float *mean, const float *var, float eps);
-void conv_bwd_data_f32_gemm_im2col__neon(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c,
-                                       int accumulate);
-void conv_bwd_weights_f32_gemm_im2col__neon(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
-                                          float *dw8i8o);
 
 #endif
