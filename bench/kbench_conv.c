@@ -25,13 +25,13 @@ typedef struct operands {
     float *a, *b, *out;
 } operands;
 
-/* Weights in the kernel's own form where it has one (Winograd's transformed filters), made from the
- * layout's weights outside any timed region, as the graph does once per weight update. NULL: use b as is;
- * *failed is set when memory runs out. */
+/* Weights in the kernel's own form where it has one (blocked, Winograd's transformed filters, a GEMM's
+ * matrix), made from the OIHW weights outside any timed region: the kernel's time alone (a training step
+ * also packs once per pass). NULL: use b as is; *failed is set when memory runs out. */
 static float *packed_weights(const incv3_conv_kernel *k, const incv3_conv_shape *s, const float *b, int *failed)
 {
     *failed = 0;
-    if (!k->pack)
+    if (!incv3_conv_kernel_packs(k, s))
         return NULL;
     float *p = kbench_alloc_random(k->packed_floats(s), 31);
     if (!p) {
@@ -85,7 +85,7 @@ static void counts(const incv3_conv_kernel *k, const incv3_conv_shape *s, size_t
     const int blocked = k->layout == INCV3_LAYOUT_NCHW8C;
     const size_t xc = blocked ? reorder_nchw8c_count(x) : incv3_dims_count(x);
     const size_t yc = blocked ? reorder_nchw8c_count(y) : incv3_dims_count(y);
-    const size_t wc = blocked ? reorder_oihw8i8o_count(s->k, s->c, s->kh, s->kw) : (size_t)s->k * s->c * s->kh * s->kw;
+    const size_t wc = (size_t)s->k * s->c * s->kh * s->kw; /* OIHW in every layout */
     c[0] = c[1] = c[2] = 0;
     switch (k->pass) {
     case INCV3_CONV_FWD:
@@ -100,15 +100,13 @@ static void counts(const incv3_conv_kernel *k, const incv3_conv_shape *s, size_t
     }
 }
 
-/* Reorders operand `which` (0 = x, 1 = y, 2 = w) of shape s between plain and blocked layouts. */
+/* Reorders operand `which` (0 = x, 1 = y, 2 = w) of shape s between plain and blocked layouts (weights
+ * are OIHW in both: copied). */
 static void to_layout(const incv3_conv_shape *s, int which, const float *src, float *dst, int inverse)
 {
     const incv3_dims x = {s->n, s->c, s->h, s->w}, y = {s->n, s->k, s->oh, s->ow};
     if (which == 2) {
-        if (inverse)
-            reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, src, dst);
-        else
-            reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, src, dst);
+        memcpy(dst, src, (size_t)s->k * s->c * s->kh * s->kw * sizeof(float));
     } else if (inverse) {
         reorder_nchw8c_to_nchw_f32(which ? y : x, src, dst);
     } else {

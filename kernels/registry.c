@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "incv3_config.h"
+#include "layout/reorder.h"
 #include "ref/ref_kernels.h"
 #if INCV3_HAVE_X86_64
 #include "avx2/avx2_fused.h"
@@ -41,12 +42,16 @@
                 conv_winograd_##V##_supports__##sfx,                                                         \
                 .scratch_floats = conv_bwd_weights_f32_winograd_##V##_scratch_floats__##sfx)
 
-/* Direct convolution in all three passes, with the fused epilogues of the forward. */
+/* Direct convolution in all three passes, with the fused epilogues of the forward; the forward and
+ * backward-data read OIhw8i8o weights (their pack), backward-weights accumulates them in scratch. */
 #define DIRECT(isa_, sfx)                                                                                    \
     FWD(conv_fwd_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL,                               \
+        .packed_floats = conv_weights_oihw8i8o_floats, .pack = conv_weights_pack_oihw8i8o,                   \
         .fwd_stats = conv_fwd_stats_f32_direct__##sfx, .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_direct__##sfx), \
-    BWD_DATA(conv_bwd_data_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .pack = NULL),     \
-    BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL, .scratch_floats = NULL)
+    BWD_DATA(conv_bwd_data_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL,                     \
+             .packed_floats = conv_weights_oihw8i8o_floats, .pack = conv_weights_pack_oihw8i8o),             \
+    BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL,               \
+                .scratch_floats = conv_weights_oihw8i8o_floats)
 
 /* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h), and of one
  * with more output pixels by im2col (common/conv_gemm_im2col_driver.h). */

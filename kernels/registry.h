@@ -10,10 +10,12 @@
 
 typedef enum incv3_isa { INCV3_ISA_SCALAR = 0, INCV3_ISA_AVX2 = 1, INCV3_ISA_NEON = 2, INCV3_ISA_COUNT } incv3_isa;
 
-/* Memory layout a kernel's arrays use (see layout/reorder.h). */
+/* Memory layout of a kernel's activations (see layout/reorder.h). Weights, in every layout, come to the
+ * table's kernels as OIHW (PyTorch's layout, the one the parameters are kept in): a kernel that reads
+ * another form declares a pack made from OIHW, and backward-weights kernels write dw as OIHW. */
 typedef enum incv3_layout {
-    INCV3_LAYOUT_NCHW = 0,   /* activations NCHW, weights OIHW */
-    INCV3_LAYOUT_NCHW8C = 1, /* activations NCHW8c, weights OIhw8i8o */
+    INCV3_LAYOUT_NCHW = 0,   /* activations NCHW */
+    INCV3_LAYOUT_NCHW8C = 1, /* activations NCHW8c */
 } incv3_layout;
 
 typedef enum incv3_conv_pass {
@@ -47,9 +49,10 @@ typedef struct incv3_conv_kernel {
         incv3_conv_bwd_data_fn bwd_data;
         incv3_conv_bwd_weights_fn bwd_weights;
     } fn;
-    /* Kernels that read the weights in a form of their own (Winograd's transformed filters): its size in
-     * floats and the packing from the layout's weights, done once per change of the weights. NULL: the
-     * kernel reads the layout's weights as they are. */
+    /* Kernels that read the weights in a form of their own (OIhw8i8o blocks, Winograd's transformed
+     * filters, a GEMM's matrix): its size in floats and the packing from the OIHW weights, done once per
+     * change of the weights. NULL, or a size of 0 for a shape (incv3_conv_kernel_packs): the kernel reads
+     * the OIHW weights as they are. */
     size_t (*packed_floats)(const incv3_conv_shape *s);
     void (*pack)(const incv3_conv_shape *s, const float *w, float *packed);
     /* Floats of scratch one call allocates and frees, where that can exceed a layer's weights per thread
@@ -59,6 +62,12 @@ typedef struct incv3_conv_kernel {
     incv3_conv_fwd_stats_fn fwd_stats;
     incv3_conv_fwd_bn_relu_fn fwd_bn_relu_infer;
 } incv3_conv_kernel;
+
+/* 1 when kernel k reads its weights for shape s through its pack (else as the OIHW weights are). */
+static inline int incv3_conv_kernel_packs(const incv3_conv_kernel *k, const incv3_conv_shape *s)
+{
+    return k->pack && k->packed_floats(s) > 0;
+}
 
 /* CPU features, detected once. */
 int incv3_cpu_has_avx2_fma(void);

@@ -86,26 +86,17 @@ static void check_err(const incv3_conv_kernel *e, const char *desc, const char *
     }
 }
 
-/* Weights as the entry reads them: the layout's, packed where the entry packs. Free with free(). */
-static float *entry_weights(const incv3_conv_kernel *e, const conv_io *io, const incv3_conv_shape *s,
-                            const float *w)
+/* Weights as the entry reads them: the OIHW weights, packed where the entry packs for this shape. Free
+ * with free(). */
+static float *entry_weights(const incv3_conv_kernel *e, const incv3_conv_shape *s, const float *w)
 {
-    float *wl;
-    if (io->blocked) {
-        wl = conv_test_alloc(reorder_oihw8i8o_count(s->k, s->c, s->kh, s->kw));
-        reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, w, wl);
-    } else {
-        wl = conv_test_dup(w, (size_t)s->k * s->c * s->kh * s->kw);
-    }
-    if (!e->pack)
-        return wl;
-    assert_non_null(e->packed_floats);
+    if (!incv3_conv_kernel_packs(e, s))
+        return conv_test_dup(w, (size_t)s->k * s->c * s->kh * s->kw);
     const size_t cnt = e->packed_floats(s);
     void *p = NULL;
-    assert_int_equal(posix_memalign(&p, 64, (cnt ? cnt : 1) * sizeof(float)), 0);
+    assert_int_equal(posix_memalign(&p, 64, cnt * sizeof(float)), 0);
     conv_test_fill_nan(p, cnt); /* every entry must be written */
-    e->pack(s, wl, p);
-    free(wl);
+    e->pack(s, w, p);
     return p;
 }
 
@@ -138,7 +129,7 @@ static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, con
     float *xL = to_layout(&io, io.dx, x), *gL = to_layout(&io, io.dy, g);
 
     if (e->pass == INCV3_CONV_FWD) {
-        float *wL = entry_weights(e, &io, s, w);
+        float *wL = entry_weights(e, s, w);
         float *yref = conv_test_alloc(yc), *y = conv_test_alloc(yl);
         conv_fwd_f32_ref__scalar(s, x, w, yref);
         conv_test_fill_nan(y, yl);
@@ -211,7 +202,7 @@ static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, con
     } else if (e->pass == INCV3_CONV_BWD_DATA) {
         assert_null(e->fwd_stats);
         assert_null(e->fwd_bn_relu_infer);
-        float *wL = entry_weights(e, &io, s, w);
+        float *wL = entry_weights(e, s, w);
         for (int acc = 0; acc < 2; acc++) {
             float *dref = conv_test_alloc(xc), *d;
             if (acc) {
@@ -239,28 +230,15 @@ static void run_entry(const incv3_conv_kernel *e, const incv3_conv_shape *s, con
         assert_null(e->fwd_bn_relu_infer);
         float *dwref = conv_test_alloc(wc), *dw = conv_test_alloc(wc);
         conv_bwd_weights_f32_ref__scalar(s, x, g, dwref);
-        if (io.blocked) {
-            const size_t wbc = reorder_oihw8i8o_count(s->k, s->c, s->kh, s->kw);
-            float *dwb = conv_test_alloc(wbc);
-            conv_test_fill_nan(dwb, wbc);
-            e->fn.bwd_weights(s, xL, gL, dwb);
-            float *dw1 = conv_test_alloc(wbc);
-            conv_test_fill_nan(dw1, wbc);
-            one_thread();
-            e->fn.bwd_weights(s, xL, gL, dw1);
-            threads_back();
-            conv_test_same_bits(dw1, dwb, wbc * sizeof *dwb, e->name);
-            free(dw1);
-            reorder_oihw8i8o_to_oihw_f32(s->k, s->c, s->kh, s->kw, dwb, dw);
-            /* padding entries +0: the blocked copy of dw itself has them zero */
-            float *back = conv_test_alloc(wbc);
-            reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, dw, back);
-            conv_test_same_bits(dwb, back, wbc * sizeof *dwb, e->name);
-            free(dwb), free(back);
-        } else {
-            conv_test_fill_nan(dw, wc);
-            e->fn.bwd_weights(s, xL, gL, dw);
-        }
+        conv_test_fill_nan(dw, wc); /* every element must be written */
+        e->fn.bwd_weights(s, xL, gL, dw);
+        float *dw1 = conv_test_alloc(wc);
+        conv_test_fill_nan(dw1, wc);
+        one_thread();
+        e->fn.bwd_weights(s, xL, gL, dw1);
+        threads_back();
+        conv_test_same_bits(dw1, dw, wc * sizeof *dw, e->name);
+        free(dw1);
         check_err(e, desc, "bwd_weights", conv_test_rel_err(dw, dwref, wc), tol);
         free(dwref), free(dw);
     } else {

@@ -23,13 +23,13 @@ void conv_fwd_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, cons
 void conv_bwd_data_f32_direct__avx2(const incv3_conv_shape *s, const float *dy8c, const float *w8i8o, float *dx8c,
                                     int accumulate);
 
-/* Direct convolution backward-weights, no bias: dw8i8o = sum over n, oh, ow of dy x x for any shape
+/* Direct convolution backward-weights, no bias: dw = sum over n, oh, ow of dy x x for any shape
  * incv3_conv_shape_finish() accepts. x8c is n x ceil(c/8) x h x w x 8, dy8c is n x ceil(k/8) x oh x ow x 8
- * (their padding channels do not affect the result); dw8i8o (OIhw8i8o) is overwritten entirely, its
- * padding entries with 0. Sums in float per row chunk in an order fixed by the shape, so
- * results are bitwise the same for any thread count. Allocates per-call scratch only for small shapes
- * (per-segment partial sums over n). No alignment is required of the pointers. */
-void conv_bwd_weights_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *dy8c, float *dw8i8o);
+ * (their padding channels do not affect the result); dw (OIHW, k x c x kh x kw) is overwritten. Sums in
+ * float per row chunk in an order fixed by the shape, so results are bitwise the same for any thread
+ * count. Allocates per-call scratch: the OIhw8i8o blocks it accumulates (and, for small shapes, per-segment
+ * partial sums over n). No alignment is required of the pointers. */
+void conv_bwd_weights_f32_direct__avx2(const incv3_conv_shape *s, const float *x8c, const float *dy8c, float *dw);
 
 /* AdamW step over count parameters (torch.optim.AdamW's algorithm; see adamw_f32_ref__scalar). step is
  * the 1-based step count after this update. Float arithmetic per element. */

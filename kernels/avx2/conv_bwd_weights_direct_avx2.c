@@ -19,7 +19,7 @@
  * on the thread count. When the shape has too few tiles to keep the threads busy (the first layer, k=32,
  * c=3: 1 group of 4 output blocks x 1 input block x 3 kernel rows), the reduction over n is also split
  * into NS segments of images, chosen from the shape alone (never from the thread count): segment s sums
- * into its own partial buffer (segment 0 into dw), and the buffers are added in segment order afterwards.
+ * into its own partial buffer (segment 0 into the blocked gradient), and the buffers are added in segment order afterwards.
  * Results are thus bitwise the same for any thread count.
  *
  * Within an iteration the loop order is image, row chunk, column chunk, output group, input block, tap,

@@ -1,12 +1,13 @@
 /* Convolutions with a single output pixel as GEMMs, AVX2 (common/conv_gemm_driver.h explains the
  * method), in the blocked layouts of layout/reorder.h. Call them only when incv3_cpu_has_avx2_fma() says so. They serve any kernel
- * size, stride and padding whose output is 1x1; the weights are packed once per change (pack) into a
- * Kp x D matrix, D = ceil(c/8) * 8 * h * w. Same contracts as the direct kernels of avx2_kernels.h and
+ * size, stride and padding whose output is 1x1; the OIHW weights are packed once per change (pack) into a
+ * Kp x D matrix, D = ceil(c/8) * 8 * h * w, except where that matrix is the weights as they are (1x1
+ * kernels on 1x1 maps, channels multiples of 8; weights_floats 0). Same contracts as the direct kernels of avx2_kernels.h and
  * avx2_fused.h; results do not depend on the thread count.
  *
  *   int conv_gemm_supports__avx2(s)                          1 when s->oh == s->ow == 1
- *   size_t conv_gemm_weights_floats__avx2(s)                 the packed weights' size, both passes
- *   void conv_gemm_pack__avx2(s, w8i8o, p)                   OIhw8i8o weights -> p
+ *   size_t conv_gemm_weights_floats__avx2(s)                 the packed weights' size, both passes (0: none)
+ *   void conv_gemm_pack__avx2(s, w, p)                       OIHW weights -> p
  */
 #ifndef INCV3_CONV_GEMM_AVX2_H
 #define INCV3_CONV_GEMM_AVX2_H

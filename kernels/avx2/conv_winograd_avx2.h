@@ -1,5 +1,5 @@
 /* Winograd convolutions F(m x m, r x r) and F(m, r), AVX2+FMA, in the blocked layouts of layout/reorder.h
- * (NCHW8c activations; the weights come in OIhw8i8o and are transformed once by a pack function). Call them
+ * (NCHW8c activations; the weights come in OIHW and are transformed once by a pack function). Call them
  * only when incv3_cpu_has_avx2_fma() says so. Stride 1 only; each padding at most kernel - 1 in its
  * dimension (the backward-data pass runs as a forward convolution of dy with padding kernel - 1 - pad).
  *
@@ -18,11 +18,11 @@
  *   int conv_winograd_V_supports__avx2(s)
  *       1 when s (the forward convolution's shape, finished) has stride 1, V's kernel size, pads <= kernel-1.
  *   size_t conv_winograd_V_fwd_weights_floats__avx2(s)
- *   void conv_winograd_V_pack_fwd__avx2(s, w8i8o, u)
- *       The transformed filters of the forward pass: their size in floats and the transform of OIhw8i8o
- *       weights (k x c, zero padded) into u, computed in double. Cache u while the weights do not change.
+ *   void conv_winograd_V_pack_fwd__avx2(s, w, u)
+ *       The transformed filters of the forward pass: their size in floats and the transform of OIHW
+ *       weights (k x c) into u, computed in double. Cache u while the weights do not change.
  *   size_t conv_winograd_V_bwd_data_weights_floats__avx2(s)
- *   void conv_winograd_V_pack_bwd_data__avx2(s, w8i8o, u)
+ *   void conv_winograd_V_pack_bwd_data__avx2(s, w, u)
  *       The same for the backward-data pass (the filter rotated by 180 degrees, channels swapped).
  *   void conv_fwd_f32_winograd_V__avx2(s, x8c, u, y8c)
  *       y8c = conv(x8c, w); u from pack_fwd. y8c is overwritten entirely, its padding channels with 0.
@@ -35,9 +35,9 @@
  *   void conv_bn_relu_fwd_infer_f32_winograd_V__avx2(s, x8c, u, y8c, gamma, beta, mean, var, eps)
  *       y = relu(conv * scale + shift), BatchNorm folded per channel as in
  *       conv_bn_relu_fwd_infer_f32_direct__avx2.
- *   void conv_bwd_weights_f32_winograd_V__avx2(s, x8c, dy8c, dw8i8o)
+ *   void conv_bwd_weights_f32_winograd_V__avx2(s, x8c, dy8c, dw)
  *   size_t conv_bwd_weights_f32_winograd_V_scratch_floats__avx2(s)
- *       dw8i8o = dL/dw (OIhw8i8o, overwritten, padding lanes +0) from x and dy, through the transposed
+ *       dw = dL/dw (OIHW, overwritten) from x and dy, through the transposed
  *       forward transforms (common/winograd_bwd_weights_driver.h); the floats of scratch a call takes.
  *
  * Every output element is computed by one tile group, whose size depends on the shape alone, in a fixed
@@ -57,9 +57,9 @@
 #define INCV3_WINOGRAD_AVX2_DECLARE(V)                                                                                \
     int conv_winograd_##V##_supports__avx2(const incv3_conv_shape *s);                                                \
     size_t conv_winograd_##V##_fwd_weights_floats__avx2(const incv3_conv_shape *s);                                   \
-    void conv_winograd_##V##_pack_fwd__avx2(const incv3_conv_shape *s, const float *w8i8o, float *u);                 \
+    void conv_winograd_##V##_pack_fwd__avx2(const incv3_conv_shape *s, const float *w, float *u);                 \
     size_t conv_winograd_##V##_bwd_data_weights_floats__avx2(const incv3_conv_shape *s);                              \
-    void conv_winograd_##V##_pack_bwd_data__avx2(const incv3_conv_shape *s, const float *w8i8o, float *u);            \
+    void conv_winograd_##V##_pack_bwd_data__avx2(const incv3_conv_shape *s, const float *w, float *u);            \
     void conv_fwd_f32_winograd_##V##__avx2(const incv3_conv_shape *s, const float *x8c, const float *u, float *y8c);  \
     void conv_bwd_data_f32_winograd_##V##__avx2(const incv3_conv_shape *s, const float *dy8c, const float *u,         \
                                                 float *dx8c, int accumulate);                                        \
@@ -69,7 +69,7 @@
                                                          float *y8c, const float *gamma, const float *beta,          \
                                                          const float *mean, const float *var, float eps); \
     void conv_bwd_weights_f32_winograd_##V##__avx2(const incv3_conv_shape *s, const float *x8c, const float *dy8c,   \
-                                                   float *dw8i8o);                                                    \
+                                                   float *dw);                                                    \
     size_t conv_bwd_weights_f32_winograd_##V##_scratch_floats__avx2(const incv3_conv_shape *s);
 
 INCV3_WINOGRAD_AVX2_DECLARE(f2x2_3x3)

@@ -7,7 +7,8 @@
  * The including file defines, after common/conv_bwd_weights_direct_tile.h: KERNEL_ISA and KERNEL_ISA_STR
  * (common/isa_name.h), the always-inline register tile bww_tile(a, NK, NI, PF) and
  * bww_sum_segments(dw, partial, count, ns) (dw += the partial sums of segments 1 .. ns - 1, in order).
- * It defines conv_bwd_weights_f32_direct__<isa>.
+ * It defines conv_bwd_weights_f32_direct__<isa>, which writes dw as OIHW (the registry's contract): the
+ * register tiles accumulate OIhw8i8o blocks in scratch, reordered into dw at the end.
  */
 #ifndef INCV3_CONV_BWD_WEIGHTS_DIRECT_DRIVER_H
 #define INCV3_CONV_BWD_WEIGHTS_DIRECT_DRIVER_H
@@ -23,6 +24,7 @@
 #include "common/conv_bwd_weights_direct_tile.h"
 #include "common/isa_name.h"
 #include "alloc.h"
+#include "layout/reorder.h"
 
 /* Bytes of x and dy rows that one row chunk may cover (for up to 4 groups of 3 output blocks and 4 input
  * blocks); fixes the blocked summation, so it must depend on the shape only. */
@@ -97,7 +99,7 @@ static void *bww_malloc(size_t bytes)
 }
 
 void ISA_NAME(conv_bwd_weights_f32_direct__)(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
-                                              float *dw8i8o)
+                                              float *dw)
 {
     const int N = s->n, C = s->c, H = s->h, W = s->w, K = s->k, KH = s->kh, KW = s->kw;
     const int SH = s->stride_h, SW = s->stride_w, PT = s->pad_top, PL = s->pad_left;
@@ -146,7 +148,8 @@ void ISA_NAME(conv_bwd_weights_f32_direct__)(const incv3_conv_shape *s, const fl
         if (NS > N)
             NS = N;
     }
-    float *partial = NS > 1 ? bww_malloc((size_t)(NS - 1) * dw_count * sizeof(float)) : NULL;
+    /* The blocked gradient, then the partial sums of segments 1 .. NS - 1. */
+    float *dw8i8o = bww_malloc((size_t)NS * dw_count * sizeof(float)), *partial = dw8i8o + dw_count;
 
     /* Ownership blocks (may depend on the thread count): GG groups x GC input blocks x GR kernel rows. */
 #ifdef _OPENMP
@@ -182,13 +185,13 @@ void ISA_NAME(conv_bwd_weights_f32_direct__)(const incv3_conv_shape *s, const fl
         const int c0 = bc * GC, c1 = c0 + GC < CB ? c0 + GC : CB;
         const int r0 = br * GR, r1 = r0 + GR < KH ? r0 + GR : KH;
         const int n0 = (int)((long)N * seg / NS), n1 = (int)((long)N * (seg + 1) / NS);
-        float *dw = seg == 0 ? dw8i8o : partial + (size_t)(seg - 1) * dw_count;
+        float *dwb = seg == 0 ? dw8i8o : partial + (size_t)(seg - 1) * dw_count;
 
         /* Zero the owned tiles (padding channels included). */
         for (int g = g0; g < g1; g++)
             for (int kb = g_kb0[g]; kb < g_kb0[g] + g_nk[g]; kb++)
                 for (int cb = c0; cb < c1; cb++)
-                    memset(dw + kb * dw_kb + cb * dw_cb + (size_t)r0 * KW * BWW_TILE, 0,
+                    memset(dwb + kb * dw_kb + cb * dw_cb + (size_t)r0 * KW * BWW_TILE, 0,
                            (size_t)(r1 - r0) * KW * BWW_TILE * sizeof(float));
 
         bww_args a;
@@ -234,7 +237,7 @@ void ISA_NAME(conv_bwd_weights_f32_direct__)(const incv3_conv_shape *s, const fl
                                                       (size_t)iw * BWW_BLK;
                                     a.dy = dy8c + (size_t)n * dy_img + (size_t)kb0 * dy_kb + (size_t)oh_lo * dy_row +
                                            (size_t)ow_lo * BWW_BLK;
-                                    float *dwt = dw + kb0 * dw_kb + cb * dw_cb + ((size_t)r * KW + q) * BWW_TILE;
+                                    float *dwt = dwb + kb0 * dw_kb + cb * dw_cb + ((size_t)r * KW + q) * BWW_TILE;
                                     int i0 = 0;
                                     for (int t = 0; t < nchunks; t++) {
                                         const int i1 = ci * (t + 1) / nchunks;
@@ -256,12 +259,13 @@ void ISA_NAME(conv_bwd_weights_f32_direct__)(const incv3_conv_shape *s, const fl
             for (int cb = c0; cb < c1; cb++)
                 for (int t = r0 * KW * BWW_BLK; t < r1 * KW * BWW_BLK; t++)
                     for (int o = K % BWW_BLK; o < BWW_BLK; o++)
-                        dw[(size_t)(KB - 1) * dw_kb + cb * dw_cb + (size_t)t * BWW_BLK + o] = 0.0f;
+                        dwb[(size_t)(KB - 1) * dw_kb + cb * dw_cb + (size_t)t * BWW_BLK + o] = 0.0f;
     }
 
     if (NS > 1)
         bww_sum_segments(dw8i8o, partial, dw_count, NS);
-    free(partial);
+    reorder_oihw8i8o_to_oihw_f32(K, C, KH, KW, dw8i8o, dw);
+    free(dw8i8o);
     free(g_kb0);
 }
 

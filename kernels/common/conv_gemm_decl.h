@@ -11,7 +11,7 @@
 #define INCV3_CONV_GEMM_DECLARE(FAM, SFX)                                                                              \
     int conv_##FAM##_supports__##SFX(const incv3_conv_shape *s);                                                      \
     size_t conv_##FAM##_weights_floats__##SFX(const incv3_conv_shape *s);                                             \
-    void conv_##FAM##_pack__##SFX(const incv3_conv_shape *s, const float *w8i8o, float *p);                           \
+    void conv_##FAM##_pack__##SFX(const incv3_conv_shape *s, const float *w, float *p);                                \
     void conv_fwd_f32_##FAM##__##SFX(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c);        \
     void conv_fwd_stats_f32_##FAM##__##SFX(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c,   \
                                            double *sum, double *sumsq);                                              \
@@ -21,6 +21,6 @@
     void conv_bwd_data_f32_##FAM##__##SFX(const incv3_conv_shape *s, const float *dy8c, const float *p, float *dx8c, \
                                           int accumulate);                                                           \
     void conv_bwd_weights_f32_##FAM##__##SFX(const incv3_conv_shape *s, const float *x8c, const float *dy8c,          \
-                                             float *dw8i8o);
+                                             float *dw);
 
 #endif

@@ -5,11 +5,13 @@
  * for the GEMM). In NCHW8c an image of such a layer is one contiguous row [cb][h][w][8] of
  * D = CB * h * w * 8 floats, which is already the im2col row of the output pixel: tap (r, q) of input
  * pixel (ih, iw) is (ih + pad_top, iw + pad_left), and taps that fall on padding never meet data. So with
- * P the weights packed as Kp x D (Kp = output channels padded to 8, P[k][cb][ih][iw][i] = w[k][8 cb + i]
- * at that tap, zero elsewhere):
+ * P the weights packed from OIHW as Kp x D (Kp = output channels padded to 8, P[k][cb][ih][iw][i] =
+ * w[k][8 cb + i] at that tap, zero elsewhere):
  *   forward          y  (N x Kp) = x (N x D) P^T
  *   backward-data    dx (N x D)  = dy (N x Kp) P
- *   backward-weights G  (Kp x D) = dy^T x, scattered back into the OIhw8i8o taps (the others are 0).
+ *   backward-weights G  (Kp x D) = dy^T x, scattered back into w's OIHW taps (the others are 0).
+ * Where P is w itself (a 1x1 kernel on a 1x1 map, channel counts multiples of 8: the 75x75 model's last
+ * 1x1 layers) there is no pack (weights_floats is 0) and G is written straight into dw.
  * The padding lanes stay zero by construction (zero rows and columns of P, zero lanes of x and dy). The
  * GEMM's summation order does not depend on the thread count, nor do the statistics (one thread per
  * channel block, images in order).
@@ -48,9 +50,17 @@ int ISA_NAME(conv_gemm_supports__)(const incv3_conv_shape *s)
            s->kh >= 1 && s->kw >= 1 && s->pad_top >= 0 && s->pad_left >= 0;
 }
 
+/* 1 when P is the OIHW weights as they are: one input pixel, one tap that meets it, channel counts whole
+ * blocks. */
+static inline int cg_pack_is_oihw(const incv3_conv_shape *s)
+{
+    return s->h == 1 && s->w == 1 && s->kh == 1 && s->kw == 1 && s->pad_top == 0 && s->pad_left == 0 &&
+           s->c % INCV3_BLK == 0 && s->k % INCV3_BLK == 0;
+}
+
 size_t ISA_NAME(conv_gemm_weights_floats__)(const incv3_conv_shape *s)
 {
-    return (size_t)cg_kpad(s) * cg_row(s);
+    return cg_pack_is_oihw(s) ? 0 : (size_t)cg_kpad(s) * cg_row(s);
 }
 
 /* The tap of kernel row r, column q that input pixel (ih, iw) meets, or -1. */
@@ -60,28 +70,26 @@ static inline int cg_tap(const incv3_conv_shape *s, int ih, int iw)
     return r < s->kh && q < s->kw ? r * s->kw + q : -1;
 }
 
-void ISA_NAME(conv_gemm_pack__)(const incv3_conv_shape *s, const float *w8i8o, float *p)
+void ISA_NAME(conv_gemm_pack__)(const incv3_conv_shape *s, const float *w, float *p)
 {
-    const int CB = incv3_blocks8(s->c), KB = incv3_blocks8(s->k), taps = s->kh * s->kw;
+    const int CB = incv3_blocks8(s->c), KP = cg_kpad(s), taps = s->kh * s->kw;
     const size_t d = cg_row(s);
-    /* One (output block, input block) of w at a time, each of its taps an 8 x 8 transpose read from
-     * cache into the block's 8 rows of P (row by row over all of w, every block was read 8 times). */
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int kb = 0; kb < KB; kb++)
-        for (int cb = 0; cb < CB; cb++) {
-            const float *wb = w8i8o + ((size_t)kb * CB + cb) * taps * INCV3_BLK * INCV3_BLK;
-            for (int o = 0; o < INCV3_BLK; o++) {
-                float *pk = p + (size_t)(kb * INCV3_BLK + o) * d + (size_t)cb * s->h * s->w * INCV3_BLK;
-                for (int ih = 0; ih < s->h; ih++)
-                    for (int iw = 0; iw < s->w; iw++) {
-                        float *dst = pk + ((size_t)ih * s->w + iw) * INCV3_BLK;
-                        const int t = cg_tap(s, ih, iw);
-                        const float *src = wb + (size_t)(t < 0 ? 0 : t) * INCV3_BLK * INCV3_BLK + o;
-                        for (int i = 0; i < INCV3_BLK; i++)
-                            dst[i] = t < 0 ? 0.0f : src[i * INCV3_BLK];
+    /* Row by row of P: each reads one output channel's weights (c x taps floats, from cache). */
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < KP; k++) {
+        float *pk = p + (size_t)k * d;
+        const float *wk = w + (size_t)k * s->c * taps;
+        for (int cb = 0; cb < CB; cb++)
+            for (int ih = 0; ih < s->h; ih++)
+                for (int iw = 0; iw < s->w; iw++) {
+                    float *dst = pk + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK;
+                    const int t = cg_tap(s, ih, iw);
+                    for (int i = 0; i < INCV3_BLK; i++) {
+                        const int c = cb * INCV3_BLK + i;
+                        dst[i] = t >= 0 && k < s->k && c < s->c ? wk[(size_t)c * taps + t] : 0.0f;
                     }
-            }
-        }
+                }
+    }
 }
 
 void ISA_NAME(conv_fwd_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *p, float *y8c)
@@ -157,28 +165,28 @@ void ISA_NAME(conv_bwd_data_f32_gemm__)(const incv3_conv_shape *s, const float *
 }
 
 void ISA_NAME(conv_bwd_weights_f32_gemm__)(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
-                                          float *dw8i8o)
+                                          float *dw)
 {
-    const int CB = incv3_blocks8(s->c), KB = incv3_blocks8(s->k), kp = KB * INCV3_BLK, taps = s->kh * s->kw;
+    const int kp = cg_kpad(s), taps = s->kh * s->kw;
     const size_t d = cg_row(s);
+    if (cg_pack_is_oihw(s)) {
+        CONV_GEMM(kp, (int)d, s->n, dy8c, kp, 1, x8c, (int)d, 0, dw, (int)d, 0);
+        return;
+    }
     float *gk = incv3_mem_must((size_t)kp * d * sizeof(float), 64, "the scratch of conv_bwd_weights_f32_gemm__" KERNEL_ISA_STR);
     CONV_GEMM(kp, (int)d, s->n, dy8c, kp, 1, x8c, (int)d, 0, gk, (int)d, 0);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int kb = 0; kb < KB; kb++)
-        for (int cb = 0; cb < CB; cb++) {
-            float *dw = dw8i8o + ((size_t)kb * CB + cb) * taps * INCV3_BLK * INCV3_BLK;
-            memset(dw, 0, (size_t)taps * INCV3_BLK * INCV3_BLK * sizeof(float));
-            for (int ih = 0; ih < s->h; ih++)
-                for (int iw = 0; iw < s->w; iw++) {
-                    const int t = cg_tap(s, ih, iw);
-                    if (t < 0)
-                        continue;
-                    const float *g = gk + (size_t)kb * INCV3_BLK * d + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK;
-                    for (int i = 0; i < INCV3_BLK; i++)
-                        for (int o = 0; o < INCV3_BLK; o++)
-                            dw[((size_t)t * INCV3_BLK + i) * INCV3_BLK + o] = g[(size_t)o * d + i];
-                }
-        }
+    /* Each tap meets at most one input pixel (one output pixel): its entry of G, or 0. */
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < s->k; k++)
+        for (int c = 0; c < s->c; c++)
+            for (int t = 0; t < taps; t++) {
+                const int ih = t / s->kw - s->pad_top, iw = t % s->kw - s->pad_left;
+                const int cb = c / INCV3_BLK, i = c % INCV3_BLK;
+                dw[((size_t)k * s->c + c) * taps + t] =
+                    ih >= 0 && ih < s->h && iw >= 0 && iw < s->w
+                        ? gk[(size_t)k * d + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK + i]
+                        : 0.0f;
+            }
     free(gk);
 }
 

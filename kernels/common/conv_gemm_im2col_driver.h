@@ -67,18 +67,20 @@ int ISA_NAME(conv_gemm_im2col_supports__)(const incv3_conv_shape *s)
            cg2_rows(s) <= (size_t)1 << 30 && cg2_rows(s) * cg2_d(s) * sizeof(float) <= CG2_COL_BYTES;
 }
 
+/* 0 where P is the OIHW weights themselves (1x1 kernels, channel counts multiples of 8). */
 size_t ISA_NAME(conv_gemm_im2col_weights_floats__)(const incv3_conv_shape *s)
 {
-    return (size_t)cg_kpad(s) * cg2_d(s);
+    const incv3_conv_shape t = cg2_tap_shape(s);
+    return ISA_NAME(conv_gemm_weights_floats__)(&t);
 }
 
-void ISA_NAME(conv_gemm_im2col_pack__)(const incv3_conv_shape *s, const float *w8i8o, float *p)
+void ISA_NAME(conv_gemm_im2col_pack__)(const incv3_conv_shape *s, const float *w, float *p)
 {
     const incv3_conv_shape t = cg2_tap_shape(s);
-    ISA_NAME(conv_gemm_pack__)(&t, w8i8o, p);
+    ISA_NAME(conv_gemm_pack__)(&t, w, p);
 }
 
-/* Scratch of the passes: X and DY (or Y), and G (backward-weights). */
+/* Scratch of the passes: X and DY (or Y), and G (backward-weights, where it is not dw itself). */
 size_t ISA_NAME(conv_gemm_im2col_scratch_floats__)(const incv3_conv_shape *s)
 {
     const size_t d = cg2_d(s), kp = (size_t)cg_kpad(s);
@@ -254,27 +256,26 @@ void ISA_NAME(conv_bwd_data_f32_gemm_im2col__)(const incv3_conv_shape *s, const 
 }
 
 void ISA_NAME(conv_bwd_weights_f32_gemm_im2col__)(const incv3_conv_shape *s, const float *x8c, const float *dy8c,
-                                                 float *dw8i8o)
+                                                 float *dw)
 {
-    const int cb = incv3_blocks8(s->c), kb = incv3_blocks8(s->k), kp = kb * INCV3_BLK, taps = s->kh * s->kw;
+    const int kb = incv3_blocks8(s->k), kp = kb * INCV3_BLK, taps = s->kh * s->kw;
     const size_t d = cg2_d(s), rows = cg2_rows(s);
+    const incv3_conv_shape ts = cg2_tap_shape(s);
+    const int direct = cg_pack_is_oihw(&ts);
     float *col = cg2_scratch(s, "the scratch of conv_bwd_weights_f32_gemm_im2col__" KERNEL_ISA_STR);
-    float *dyr = col + rows * d, *g = dyr + rows * kp;
+    float *dyr = col + rows * d, *g = direct ? dw : dyr + rows * kp;
     cg2_im2col(s, x8c, col);
     cg2_gather(s->n, kb, (size_t)s->oh * s->ow, dy8c, dyr);
     CONV_GEMM(kp, (int)d, (int)rows, dyr, kp, 1, col, (int)d, 0, g, (int)d, 0);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int ob = 0; ob < kb; ob++)
-        for (int ib = 0; ib < cb; ib++) {
-            float *dw = dw8i8o + ((size_t)ob * cb + ib) * taps * INCV3_BLK * INCV3_BLK;
-            for (int t = 0; t < taps; t++)
-                for (int i = 0; i < INCV3_BLK; i++)
-                    for (int o = 0; o < INCV3_BLK; o++) {
-                        const int k = ob * INCV3_BLK + o, c = ib * INCV3_BLK + i;
-                        dw[((size_t)t * INCV3_BLK + i) * INCV3_BLK + o] =
-                            k < s->k && c < s->c ? g[(size_t)k * d + ((size_t)ib * taps + t) * INCV3_BLK + i] : 0.0f;
-                    }
-        }
+    if (!direct) {
+        /* G's columns are [input block][tap][lane], dw's [channel][tap] */
+#pragma omp parallel for schedule(static)
+        for (int k = 0; k < s->k; k++)
+            for (int c = 0; c < s->c; c++)
+                for (int t = 0; t < taps; t++)
+                    dw[((size_t)k * s->c + c) * taps + t] =
+                        g[(size_t)k * d + ((size_t)(c / INCV3_BLK) * taps + t) * INCV3_BLK + c % INCV3_BLK];
+    }
     free(col);
 }
 

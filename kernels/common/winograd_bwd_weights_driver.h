@@ -218,16 +218,17 @@ static int wg_bww_k_parts(const wg_plan *p, int npos, int threads)
     return parts < 1 ? 1 : parts < p->kbp ? parts : p->kbp;
 }
 
-/* Phase C for output block kb and input block cb: dw's taps from Mw (G^T Mw G per channel pair, in
- * double), zero in the padding lanes. */
+/* Phase C for output block kb and input block cb: the real channel pairs' taps of dw (OIHW) from Mw
+ * (G^T Mw G per channel pair, in double). */
 WG_INLINE void wg_bww_finish(const int MH, const int RH, const int MW, const int RW, const wg_bww_plan *b,
-                             const float *mw, int kb, int cb, float *dw8i8o)
+                             const float *mw, int kb, int cb, float *dw)
 {
     const int AH = MH + RH - 1, AW = MW + RW - 1;
     const wg_plan *p = &b->f;
-    float *dwb = dw8i8o + ((size_t)kb * p->cb + cb) * RH * RW * WG_BLK * WG_BLK;
     for (int i = 0; i < WG_BLK; i++) {
         const int c = cb * WG_BLK + i;
+        if (c >= p->c)
+            break;
         const float *src = mw + (size_t)c * p->kp + (size_t)kb * WG_BLK;
         /* t[a][q][o]: the positions' values transformed along w */
         double t[WG_AMAX][7][WG_BLK];
@@ -261,9 +262,8 @@ WG_INLINE void wg_bww_finish(const int MH, const int RH, const int MW, const int
                     for (int o = 0; o < WG_BLK; o++)
                         acc[o] += g * t[a][q][o];
                 }
-                float *dst = dwb + ((size_t)(r * RW + q) * WG_BLK + i) * WG_BLK;
-                for (int o = 0; o < WG_BLK; o++)
-                    dst[o] = c < p->c && kb * WG_BLK + o < p->k ? (float)acc[o] : 0.0f;
+                for (int o = 0; o < WG_BLK && kb * WG_BLK + o < p->k; o++)
+                    dw[(((size_t)kb * WG_BLK + o) * p->c + c) * RH * RW + r * RW + q] = (float)acc[o];
             }
     }
 }
@@ -271,7 +271,7 @@ WG_INLINE void wg_bww_finish(const int MH, const int RH, const int MW, const int
 /* The whole pass, run by every thread of the caller's parallel region; scratch from the caller: V and E
  * of one chunk, Mw. */
 WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW, const wg_bww_plan *b,
-                          const float *x8c, const float *dy8c, float *v, float *e, float *mw, float *dw8i8o)
+                          const float *x8c, const float *dy8c, float *v, float *e, float *mw, float *dw)
 {
     const int AH = MH + RH - 1, AW = MW + RW - 1, NPOS = AH * AW;
     const wg_plan *p = &b->f;
@@ -308,11 +308,11 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
 #pragma omp for collapse(2) schedule(static)
     for (int cb = 0; cb < p->cb; cb++)
         for (int kb = 0; kb < p->kb; kb++)
-            wg_bww_finish(MH, RH, MW, RW, b, mw, kb, cb, dw8i8o);
+            wg_bww_finish(MH, RH, MW, RW, b, mw, kb, cb, dw);
 }
 
 /* The backward-weights entry point of variant V = F(MH x MW, RH x RW) (its region opened here, as in
- * WG_DEFINE). dw8i8o (OIhw8i8o, k x c) is overwritten, its padding lanes with zeros. */
+ * WG_DEFINE). dw (OIHW, k x c) is overwritten. */
 #define WG_DEFINE_BWD_WEIGHTS(V, MH, RH, MW, RW)                                                                       \
     size_t ISA_NAME(conv_bwd_weights_f32_winograd_##V##_scratch_floats__)(const incv3_conv_shape *s)                   \
     {                                                                                                                  \
@@ -321,7 +321,7 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
         return (size_t)NPOS_ * (b.v_pos + b.e_pos + b.mw_pos);                                                         \
     }                                                                                                                  \
     void ISA_NAME(conv_bwd_weights_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c,                  \
-                                                        const float *dy8c, float *dw8i8o)                              \
+                                                        const float *dy8c, float *dw)                                  \
     {                                                                                                                  \
         const int NPOS_ = (MH + RH - 1) * (MW + RW - 1);                                                               \
         const wg_bww_plan b = wg_bww_make_plan(MH, RH, MW, RW, s);                                                     \
@@ -329,7 +329,7 @@ WG_INLINE void wg_bww_run(const int MH, const int RH, const int MW, const int RW
         float *v = wg_alloc(ISA_NAME(conv_bwd_weights_f32_winograd_##V##_scratch_floats__)(s) * sizeof(float),        \
                             "conv_bwd_weights_f32_winograd_" #V "__" KERNEL_ISA_STR);                                  \
         float *e = v + v_floats, *mw = e + e_floats;                                                                   \
-        _Pragma("omp parallel") wg_bww_run(MH, RH, MW, RW, &b, x8c, dy8c, v, e, mw, dw8i8o);                           \
+        _Pragma("omp parallel") wg_bww_run(MH, RH, MW, RW, &b, x8c, dy8c, v, e, mw, dw);                               \
         free(v);                                                                                                       \
     }
 

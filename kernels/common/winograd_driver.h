@@ -39,19 +39,18 @@
 /* filter transform (pack)                                                                              */
 
 /* Transforms the weights into U, run by every thread of the caller's parallel region. bwd 0: the forward
- * filter of OIhw8i8o weights w (k x c). bwd 1: the backward-data filter, i.e. the forward filter of the
+ * filter of OIHW weights w (k x c). bwd 1: the backward-data filter, i.e. the forward filter of the
  * convolution with c' = k input and k' = c output channels whose taps are w's rotated by 180 degrees.
  * One (output block pair, input block) at a time is transformed into a per-thread buffer and then
  * copied to U as one 512-byte row per position, so that U is written in whole cache lines; every entry
  * of U is written (the missing second block of an odd pair, and padding channels, as zeros). */
 WG_INLINE void wg_pack(const int MH, const int RH, const int MW, const int RW, const incv3_conv_shape *s,
-                       const float *w8i8o, float *u, const int bwd, const char *who)
+                       const float *w, float *u, const int bwd, const char *who)
 {
     const int AH = MH + RH - 1, AW = MW + RW - 1, NPOS = AH * AW, NTAP = RH * RW;
     const int cin = bwd ? s->k : s->c, cout = bwd ? s->c : s->k;
     const int CB = wg_blocks(cin), KB = wg_blocks(cout), KBP = (KB + 1) / 2, CP = CB * WG_BLK;
-    const int CBW = wg_blocks(s->c); /* input blocks of w's own layout */
-    const size_t u_pos = (size_t)KBP * CP * 16, row = (size_t)WG_BLK * 16, TAP = (size_t)WG_BLK * WG_BLK;
+    const size_t u_pos = (size_t)KBP * CP * 16, row = (size_t)WG_BLK * 16;
     float *buf = NULL; /* [pos][8 input lanes][16 output lanes] */
 #pragma omp for collapse(2) schedule(static)
     for (int kbp = 0; kbp < KBP; kbp++) {
@@ -67,17 +66,20 @@ WG_INLINE void wg_pack(const int MH, const int RH, const int MW, const int RW, c
                     continue;
                 }
                 for (int i = 0; i < WG_BLK; i++) {
-                    /* g[tap][8 output lanes] of input channel cb*8 + i */
+                    /* g[tap][8 output lanes] of input channel cb*8 + i; zero past the real channels */
                     float g[7 * 7][WG_BLK];
-                    for (int r = 0; r < RH; r++) {
-                        for (int q = 0; q < RW; q++) {
-                            /* forward: w's tap (r, q), lanes [i][o]; backward: tap rotated, lanes [o][i] */
-                            const int rt = bwd ? RH - 1 - r : r, qt = bwd ? RW - 1 - q : q;
-                            const size_t blk = bwd ? (size_t)cb * CBW + kb : (size_t)kb * CBW + cb;
-                            const float *src = w8i8o + (blk * NTAP + rt * RW + qt) * TAP + (bwd ? i : i * WG_BLK);
-                            for (int o = 0; o < WG_BLK; o++)
-                                g[r * RW + q][o] = src[bwd ? o * WG_BLK : o];
+                    const int ci = cb * WG_BLK + i;
+                    for (int o = 0; o < WG_BLK; o++) {
+                        const int co = kb * WG_BLK + o;
+                        /* forward: w[co][ci] as it is; backward: w[ci][co] rotated by 180 degrees */
+                        if (ci >= cin || co >= cout) {
+                            for (int t = 0; t < NTAP; t++)
+                                g[t][o] = 0.0f;
+                            continue;
                         }
+                        const float *f = w + ((size_t)(bwd ? ci : co) * s->c + (size_t)(bwd ? co : ci)) * NTAP;
+                        for (int t = 0; t < NTAP; t++)
+                            g[t][o] = f[bwd ? NTAP - 1 - t : t];
                     }
                     wg_pack_lanes(AH, RH, AW, RW, (const float(*)[WG_BLK])g, buf + i * 16 + b * WG_BLK, row);
                 }
@@ -312,19 +314,19 @@ WG_INLINE void wg_run(const int MH, const int RH, const int MW, const int RW, co
     {                                                                                                                  \
         return wg_u_floats(MH, RH, MW, RW, s->c, s->k);                                                                \
     }                                                                                                                  \
-    void ISA_NAME(conv_winograd_##V##_pack_fwd__)(const incv3_conv_shape *s, const float *w8i8o, float *u)             \
+    void ISA_NAME(conv_winograd_##V##_pack_fwd__)(const incv3_conv_shape *s, const float *w, float *u)             \
     {                                                                                                                  \
         _Pragma("omp parallel")                                                                                        \
-            wg_pack(MH, RH, MW, RW, s, w8i8o, u, 0, "conv_winograd_" #V "_pack_fwd__" KERNEL_ISA_STR);                 \
+            wg_pack(MH, RH, MW, RW, s, w, u, 0, "conv_winograd_" #V "_pack_fwd__" KERNEL_ISA_STR);                 \
     }                                                                                                                  \
     size_t ISA_NAME(conv_winograd_##V##_bwd_data_weights_floats__)(const incv3_conv_shape *s)                          \
     {                                                                                                                  \
         return wg_u_floats(MH, RH, MW, RW, s->k, s->c);                                                                \
     }                                                                                                                  \
-    void ISA_NAME(conv_winograd_##V##_pack_bwd_data__)(const incv3_conv_shape *s, const float *w8i8o, float *u)        \
+    void ISA_NAME(conv_winograd_##V##_pack_bwd_data__)(const incv3_conv_shape *s, const float *w, float *u)        \
     {                                                                                                                  \
         _Pragma("omp parallel")                                                                                        \
-            wg_pack(MH, RH, MW, RW, s, w8i8o, u, 1, "conv_winograd_" #V "_pack_bwd_data__" KERNEL_ISA_STR);            \
+            wg_pack(MH, RH, MW, RW, s, w, u, 1, "conv_winograd_" #V "_pack_bwd_data__" KERNEL_ISA_STR);            \
     }                                                                                                                  \
     void ISA_NAME(conv_fwd_f32_winograd_##V##__)(const incv3_conv_shape *s, const float *x8c, const float *u,          \
                                                 float *y8c)                                                            \

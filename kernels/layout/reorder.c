@@ -83,3 +83,13 @@ void reorder_oihw8i8o_to_oihw_f32(int k, int c, int kh, int kw, const float *src
         }
     }
 }
+
+size_t conv_weights_oihw8i8o_floats(const incv3_conv_shape *s)
+{
+    return reorder_oihw8i8o_count(s->k, s->c, s->kh, s->kw);
+}
+
+void conv_weights_pack_oihw8i8o(const incv3_conv_shape *s, const float *oihw, float *w8i8o)
+{
+    reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, oihw, w8i8o);
+}

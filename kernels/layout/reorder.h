@@ -40,4 +40,9 @@ void reorder_oihw_to_oihw8i8o_f32(int k, int c, int kh, int kw, const float *src
 /* dst (OIHW) <- src (OIhw8i8o); padding of src is not read. */
 void reorder_oihw8i8o_to_oihw_f32(int k, int c, int kh, int kw, const float *src, float *dst);
 
+/* The registry's pack for kernels that read OIhw8i8o weights (the direct kernels): its size in floats and
+ * the reorder from the layer's OIHW weights, in the signature of incv3_conv_kernel.pack. */
+size_t conv_weights_oihw8i8o_floats(const incv3_conv_shape *s);
+void conv_weights_pack_oihw8i8o(const incv3_conv_shape *s, const float *oihw, float *w8i8o);
+
 #endif

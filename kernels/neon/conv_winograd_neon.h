@@ -1,5 +1,5 @@
 /* Winograd convolutions F(m x m, r x r) and F(m, r), AArch64 NEON (ASIMD), NCHW8c activations and
- * OIhw8i8o weights (layout/reorder.h), transformed once by a pack function. The NEON counterparts of
+ * OIHW weights, transformed once by a pack function. The NEON counterparts of
  * avx2/conv_winograd_avx2.h: the same variants (tags), the same contracts, argument lists, supports()
  * predicates and transformed-filter sizes, and the same arithmetic (point sets, transforms, fused
  * multiply-adds and summation orders), so the errors are those that header lists. Stride 1 only; each
@@ -10,8 +10,8 @@
  * avx2/conv_winograd_avx2.h describe them:
  *
  *   int    conv_winograd_V_supports__neon(s)
- *   size_t conv_winograd_V_fwd_weights_floats__neon(s)        void conv_winograd_V_pack_fwd__neon(s, w8i8o, u)
- *   size_t conv_winograd_V_bwd_data_weights_floats__neon(s)   void conv_winograd_V_pack_bwd_data__neon(s, w8i8o, u)
+ *   size_t conv_winograd_V_fwd_weights_floats__neon(s)        void conv_winograd_V_pack_fwd__neon(s, w, u)
+ *   size_t conv_winograd_V_bwd_data_weights_floats__neon(s)   void conv_winograd_V_pack_bwd_data__neon(s, w, u)
  *   void   conv_fwd_f32_winograd_V__neon(s, x8c, u, y8c)
  *   void   conv_bwd_data_f32_winograd_V__neon(s, dy8c, u, dx8c, accumulate)
  *   void   conv_fwd_stats_f32_winograd_V__neon(s, x8c, u, y8c, sum, sumsq)
@@ -32,9 +32,9 @@
 #define INCV3_WINOGRAD_NEON_DECLARE(V)                                                                                \
     int conv_winograd_##V##_supports__neon(const incv3_conv_shape *s);                                                \
     size_t conv_winograd_##V##_fwd_weights_floats__neon(const incv3_conv_shape *s);                                   \
-    void conv_winograd_##V##_pack_fwd__neon(const incv3_conv_shape *s, const float *w8i8o, float *u);                 \
+    void conv_winograd_##V##_pack_fwd__neon(const incv3_conv_shape *s, const float *w, float *u);                 \
     size_t conv_winograd_##V##_bwd_data_weights_floats__neon(const incv3_conv_shape *s);                              \
-    void conv_winograd_##V##_pack_bwd_data__neon(const incv3_conv_shape *s, const float *w8i8o, float *u);            \
+    void conv_winograd_##V##_pack_bwd_data__neon(const incv3_conv_shape *s, const float *w, float *u);            \
     void conv_fwd_f32_winograd_##V##__neon(const incv3_conv_shape *s, const float *x8c, const float *u, float *y8c);  \
     void conv_bwd_data_f32_winograd_##V##__neon(const incv3_conv_shape *s, const float *dy8c, const float *u,         \
                                                 float *dx8c, int accumulate);                                        \
@@ -44,7 +44,7 @@
                                                          float *y8c, const float *gamma, const float *beta,          \
                                                          const float *mean, const float *var, float eps); \
     void conv_bwd_weights_f32_winograd_##V##__neon(const incv3_conv_shape *s, const float *x8c, const float *dy8c,   \
-                                                   float *dw8i8o);                                                    \
+                                                   float *dw);                                                    \
     size_t conv_bwd_weights_f32_winograd_##V##_scratch_floats__neon(const incv3_conv_shape *s);
 
 INCV3_WINOGRAD_NEON_DECLARE(f2x2_3x3)

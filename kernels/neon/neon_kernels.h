@@ -20,11 +20,11 @@ void conv_fwd_f32_direct__neon(const incv3_conv_shape *s, const float *x8c, cons
 void conv_bwd_data_f32_direct__neon(const incv3_conv_shape *s, const float *dy8c, const float *w8i8o, float *dx8c,
                                     int accumulate);
 
-/* Direct convolution backward-weights, no bias: dw8i8o = sum over n, oh, ow of dy x x, overwritten
- * entirely (padding entries 0); padding channels of x8c and dy8c do not affect it. Sums in float per row
+/* Direct convolution backward-weights, no bias: dw (OIHW) = sum over n, oh, ow of dy x x, overwritten;
+ * padding channels of x8c and dy8c do not affect it. Sums in float per row
  * chunk in an order fixed by the shape, as conv_bwd_weights_f32_direct__avx2 (same chunking and work
  * split), so results are bitwise the same for any thread count. */
-void conv_bwd_weights_f32_direct__neon(const incv3_conv_shape *s, const float *x8c, const float *dy8c, float *dw8i8o);
+void conv_bwd_weights_f32_direct__neon(const incv3_conv_shape *s, const float *x8c, const float *dy8c, float *dw);
 
 /* AdamW step over count parameters, as adamw_f32__avx2 (torch.optim.AdamW; step is 1-based, after this
  * update). Float arithmetic per element. */

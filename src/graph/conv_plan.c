@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "incv3/tensor.h"
-#include "layout/reorder.h"
 #include "util/atomic_file.h"
 
 void conv_plan_clear(incv3_conv_plan *p)
@@ -293,9 +292,8 @@ double conv_plan_time_kernel(const incv3_conv_kernel *k, const incv3_conv_shape 
     const int blk = k->layout == INCV3_LAYOUT_NCHW8C ? 8 : 1;
     const size_t cpad = (size_t)(s->c + blk - 1) / blk * blk, kpad = (size_t)(s->k + blk - 1) / blk * blk;
     const size_t xs = (size_t)s->n * cpad * s->h * s->w, ys = (size_t)s->n * kpad * s->oh * s->ow;
-    const size_t ws = k->layout == INCV3_LAYOUT_NCHW8C ? reorder_oihw8i8o_count(s->k, s->c, s->kh, s->kw)
-                                                        : (size_t)s->k * s->c * s->kh * s->kw;
-    const size_t ps = k->packed_floats ? k->packed_floats(s) : 0;
+    const size_t ws = (size_t)s->k * s->c * s->kh * s->kw;
+    const size_t ps = incv3_conv_kernel_packs(k, s) ? k->packed_floats(s) : 0;
     float *x = incv3_aligned_alloc(xs * sizeof(float), 0), *y = incv3_aligned_alloc(ys * sizeof(float), 0);
     float *w = incv3_aligned_alloc(ws * sizeof(float), 0);
     float *packed = ps ? incv3_aligned_alloc(ps * sizeof(float), 0) : NULL;
@@ -304,13 +302,12 @@ double conv_plan_time_kernel(const incv3_conv_kernel *k, const incv3_conv_shape 
         fill(x, xs, 1, 1.0f);
         fill(y, ys, 2, 1.0f);
         fill(w, ws, 3, 0.1f);
-        const float *wk = w;
-        if (packed) {
-            k->pack(s, w, packed);
-            wk = packed;
-        }
+        const float *wk = packed ? packed : w;
         for (int rep = 0; rep < 3; rep++) {
             const double t0 = now_s();
+            /* A training step packs the weights at every forward and backward-data: part of the cost. */
+            if (packed)
+                k->pack(s, w, packed);
             switch (k->pass) {
             case INCV3_CONV_FWD: k->fn.fwd(s, x, wk, y); break;
             case INCV3_CONV_BWD_DATA: k->fn.bwd_data(s, y, wk, x, 0); break;

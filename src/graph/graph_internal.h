@@ -13,7 +13,7 @@
 typedef struct incv3_node incv3_node;
 
 /* The graph's shared conv workspaces (see incv3_graph.ws). */
-typedef enum { INCV3_WS_BLOCKED, INCV3_WS_PACKED, INCV3_WS_COUNT } incv3_workspace;
+typedef enum { INCV3_WS_PACKED, INCV3_WS_COUNT } incv3_workspace;
 
 /* What a layer does; one constant instance per layer type (src/layers/<type>.c). */
 typedef struct incv3_layer_ops {
@@ -63,10 +63,10 @@ struct incv3_node {
     int restore_at;    /* the concat that copies this output back before its backward (lifetime.c), or -1 */
     int recompute;     /* output freed after forward, computed again before a reader's backward (lifetime.c) */
     const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
-    /* conv kernels with weights of their own form (Winograd), in inference only: the forward's packed
-     * weights and the copy of the OIHW weights they were made from (wseen_valid), so repeated inference
-     * passes skip the packing while the weights stay the same. Training packs into the graph's workspace
-     * (the weights change every step). */
+    /* conv kernels with weights of their own form (blocked, Winograd, GEMM), in inference only: the
+     * forward's packed weights and the copy of the OIHW weights they were made from (wseen_valid), so
+     * repeated inference passes skip the packing while the weights stay the same. Training packs into the
+     * graph's workspace (the weights change every step). */
     float *wpack, *wseen;
     int wseen_valid;
     float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */
@@ -100,8 +100,8 @@ struct incv3_graph {
     int plan_cache_read, plan_timing_told;
     int deterministic;          /* kernel choice by a fixed rule, see incv3_graph_set_deterministic */
     incv3_tensor input_blk;                      /* the caller's input reordered (blocked layout) */
-    /* Conv weight workspaces shared by all layers (one layer runs at a time), sized for the largest:
-     * blocked weights or weight gradient, and weights packed for a kernel with a form of its own. */
+    /* Conv weight workspace shared by all layers (one layer runs at a time), sized for the largest: the
+     * weights packed for a kernel with a form of their own. */
     float *ws[INCV3_WS_COUNT];
     size_t ws_floats[INCV3_WS_COUNT];
     incv3_tensor out_plain[INCV3_MAX_OUTPUTS];   /* non-flat outputs reordered back to NCHW */

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "graph/graph_internal.h"
-#include "layout/reorder.h"
 
 /* Code, shared libraries, OpenMP and loader thread stacks, jansson and stdio: measured as the peak RSS of
  * a tiny model's step (about 40 MiB), rounded up. */
@@ -71,7 +70,7 @@ static size_t conv_weight_copies(incv3_graph *g, const incv3_node *nd, int batch
     if (g->layout != INCV3_LAYOUT_NCHW8C)
         return 0;
     const incv3_conv_shape s = incv3_conv_node_shape(g, nd, batch);
-    size_t floats = 2 * reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw); /* blocked weights and their gradient */
+    size_t floats = 0;
     if (conv_plan_is_family(g->conv_algo) && !g->deterministic) {
         /* The plan may not be made yet, and making it means timing: the largest packed form of the
          * family's candidates for each pass instead. */
@@ -79,7 +78,7 @@ static size_t conv_weight_copies(incv3_graph *g, const incv3_node *nd, int batch
         const incv3_conv_kernel *t = incv3_conv_kernel_table(&n);
         for (size_t i = 0; i < n; i++) {
             const int pass = t[i].pass == INCV3_CONV_FWD ? 0 : t[i].pass == INCV3_CONV_BWD_DATA ? 1 : -1;
-            if (pass < 0 || t[i].isa != g->isa || t[i].layout != g->layout || !t[i].pack ||
+            if (pass < 0 || t[i].isa != g->isa || t[i].layout != g->layout || !incv3_conv_kernel_packs(&t[i], &s) ||
                 (t[i].supports && !t[i].supports(&s)) || !conv_plan_in_family(&t[i], g->conv_algo))
                 continue;
             const size_t f = t[i].packed_floats(&s);
@@ -89,9 +88,9 @@ static size_t conv_weight_copies(incv3_graph *g, const incv3_node *nd, int batch
     }
     const incv3_conv_kernel *k[3];
     incv3_conv_node_kernels(g, nd, batch, k);
-    if (k[0] && k[0]->pack)
+    if (k[0] && incv3_conv_kernel_packs(k[0], &s))
         floats += k[0]->packed_floats(&s);
-    if (k[1] && k[1]->pack)
+    if (k[1] && incv3_conv_kernel_packs(k[1], &s))
         floats += k[1]->packed_floats(&s);
     return floats * sizeof(float);
 }

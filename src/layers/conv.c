@@ -165,41 +165,32 @@ static int conv_prepare(incv3_graph *g, incv3_node *nd, int batch, incv3_error *
     if (k[0] != nd->kfwd)
         conv_release(nd);
     nd->kfwd = k[0], nd->kbwd_data = k[1], nd->kbwd_weights = k[2];
-    if (g->layout != INCV3_LAYOUT_NCHW8C)
-        return 0;
     incv3_conv_shape s = conv_shape(g, nd);
     size_t packed = 0;
-    if (nd->kfwd->pack)
+    if (incv3_conv_kernel_packs(nd->kfwd, &s))
         packed = nd->kfwd->packed_floats(&s);
-    if (nd->kbwd_data->pack && nd->kbwd_data->packed_floats(&s) > packed)
+    if (incv3_conv_kernel_packs(nd->kbwd_data, &s) && nd->kbwd_data->packed_floats(&s) > packed)
         packed = nd->kbwd_data->packed_floats(&s);
-    if (incv3_graph_reserve_workspace(g, INCV3_WS_BLOCKED, reorder_oihw8i8o_count(s.k, s.c, s.kh, s.kw), err) ||
-        incv3_graph_reserve_workspace(g, INCV3_WS_PACKED, packed, err))
-        return -1;
-    return 0;
+    return incv3_graph_reserve_workspace(g, INCV3_WS_PACKED, packed, err);
 }
 
-/* The forward kernel's weights: blocked (and packed, for kernels with a form of their own) from the OIHW
- * parameters, into the graph's shared workspaces. Training changes the weights every step, so they are
- * converted at every forward (one pass over the weights); inference passes (evaluation, predict) keep each
- * layer's pack and only check that the weights are unchanged. */
+/* The forward kernel's weights: the OIHW parameters, or their pack (for kernels with a form of their own)
+ * in the graph's shared workspace. Training changes the weights every step, so they are packed at every
+ * forward (one pass over the weights); inference passes (evaluation, predict) keep each layer's pack and
+ * only check that the weights are unchanged. */
 static const float *forward_weights(incv3_graph *g, incv3_node *nd, const incv3_conv_shape *s, const float *w,
                                     const incv3_forward_opts *o, incv3_error *err)
 {
-    if (g->layout != INCV3_LAYOUT_NCHW8C)
+    if (!incv3_conv_kernel_packs(nd->kfwd, s))
         return w;
     const size_t count = (size_t)s->k * s->c * s->kh * s->kw;
-    const int inference = o->mode == INCV3_INFER && !o->for_backward && nd->kfwd->pack;
+    const int inference = o->mode == INCV3_INFER && !o->for_backward;
     if (!inference && nd->wpack)
         conv_release(nd); /* the weights change from now on: no inference pack stays through training */
     if (inference && nd->wseen_valid && memcmp(nd->wseen, w, count * sizeof(float)) == 0)
         return nd->wpack;
-    float *blk = g->ws[INCV3_WS_BLOCKED];
-    reorder_oihw_to_oihw8i8o_f32(s->k, s->c, s->kh, s->kw, w, blk);
-    if (!nd->kfwd->pack)
-        return blk;
     if (!inference) {
-        nd->kfwd->pack(s, blk, g->ws[INCV3_WS_PACKED]);
+        nd->kfwd->pack(s, w, g->ws[INCV3_WS_PACKED]);
         return g->ws[INCV3_WS_PACKED];
     }
     nd->wseen_valid = 0;
@@ -208,7 +199,7 @@ static const float *forward_weights(incv3_graph *g, incv3_node *nd, const incv3_
         incv3_fail_oom(err, (nd->kfwd->packed_floats(s) + count) * sizeof(float), "the packed weights of a convolution");
         return NULL;
     }
-    nd->kfwd->pack(s, blk, nd->wpack);
+    nd->kfwd->pack(s, w, nd->wpack);
     memcpy(nd->wseen, w, count * sizeof(float));
     nd->wseen_valid = 1;
     return nd->wpack;
@@ -245,12 +236,7 @@ static int conv_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
 {
     incv3_conv_shape s = conv_shape(g, nd);
     incv3_param *w = incv3_node_param(g, nd, 0);
-    const int blocked = g->layout == INCV3_LAYOUT_NCHW8C;
-    float *blk = g->ws[INCV3_WS_BLOCKED];
-    /* The blocked weight gradient lives in the workspace only until it is reordered into PyTorch's layout. */
-    nd->kbwd_weights->fn.bwd_weights(&s, incv3_node_input_data(g, nd, 0), nd->grad.data, blocked ? blk : w->grad);
-    if (blocked)
-        reorder_oihw8i8o_to_oihw_f32(s.k, s.c, s.kh, s.kw, blk, w->grad);
+    nd->kbwd_weights->fn.bwd_weights(&s, incv3_node_input_data(g, nd, 0), nd->grad.data, w->grad);
     float *dx;
     int acc;
     if (incv3_node_input_grad(g, nd, 0, &dx, &acc, err))
@@ -258,15 +244,11 @@ static int conv_backward(incv3_graph *g, incv3_node *nd, incv3_error *err)
     if (!dx)
         return 0;
     const float *wk = w->data;
-    if (blocked) {
-        /* The weights are those of this step's forward (the optimizer runs after backward); blocking them
+    if (incv3_conv_kernel_packs(nd->kbwd_data, &s)) {
+        /* The weights are those of this step's forward (the optimizer runs after backward); packing them
          * again costs one pass over them and saves a per-layer copy. */
-        reorder_oihw_to_oihw8i8o_f32(s.k, s.c, s.kh, s.kw, w->data, blk);
-        wk = blk;
-        if (nd->kbwd_data->pack) {
-            nd->kbwd_data->pack(&s, blk, g->ws[INCV3_WS_PACKED]);
-            wk = g->ws[INCV3_WS_PACKED];
-        }
+        nd->kbwd_data->pack(&s, w->data, g->ws[INCV3_WS_PACKED]);
+        wk = g->ws[INCV3_WS_PACKED];
     }
     nd->kbwd_data->fn.bwd_data(&s, nd->grad.data, wk, dx, acc);
     return 0;
