@@ -63,10 +63,10 @@ struct incv3_node {
     int restore_at;    /* the concat that copies this output back before its backward (lifetime.c), or -1 */
     int recompute;     /* output freed after forward, computed again before a reader's backward (lifetime.c) */
     const incv3_conv_kernel *kfwd, *kbwd_data, *kbwd_weights;
-    /* conv kernels with weights of their own form (blocked, Winograd, GEMM), in inference only: the
-     * forward's packed weights and the copy of the OIHW weights they were made from (wseen_valid), so
-     * repeated inference passes skip the packing while the weights stay the same. Training packs into the
-     * graph's workspace (the weights change every step). */
+    /* conv kernels with weights of their own form (Winograd, GEMM; not the direct kernels' reorder), in
+     * inference only: the forward's packed weights and the copy of the OIHW weights they were made from
+     * (wseen_valid), so repeated inference passes skip the packing while the weights stay the same.
+     * Training packs into the graph's workspace (the weights change every step). */
     float *wpack, *wseen;
     int wseen_valid;
     float *saved_mean, *saved_var; /* batchnorm batch statistics of the last training forward */

@@ -184,7 +184,9 @@ static const float *forward_weights(incv3_graph *g, incv3_node *nd, const incv3_
     if (!incv3_conv_kernel_packs(nd->kfwd, s))
         return w;
     const size_t count = (size_t)s->k * s->c * s->kh * s->kw;
-    const int inference = o->mode == INCV3_INFER && !o->for_backward;
+    /* A plain reorder to OIhw8i8o costs about what checking a kept copy against the weights costs, so only
+     * the other packs (transforms, GEMM matrices) are kept between inference passes. */
+    const int inference = o->mode == INCV3_INFER && !o->for_backward && nd->kfwd->pack != conv_weights_pack_oihw8i8o;
     if (!inference && nd->wpack)
         conv_release(nd); /* the weights change from now on: no inference pack stays through training */
     if (inference && nd->wseen_valid && memcmp(nd->wseen, w, count * sizeof(float)) == 0)
