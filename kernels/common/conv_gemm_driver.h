@@ -74,21 +74,34 @@ void ISA_NAME(conv_gemm_pack__)(const incv3_conv_shape *s, const float *w, float
 {
     const int CB = incv3_blocks8(s->c), KP = cg_kpad(s), taps = s->kh * s->kw;
     const size_t d = cg_row(s);
-    /* Row by row of P: each reads one output channel's weights (c x taps floats, from cache). */
+    /* Per output channel and input block: the block's taps transposed to [tap][8 lanes] in a small buffer
+     * (w read in order), then each input pixel's 8 lanes copied from its tap, or zeroed. */
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < KP; k++) {
         float *pk = p + (size_t)k * d;
-        const float *wk = w + (size_t)k * s->c * taps;
-        for (int cb = 0; cb < CB; cb++)
+        float on_stack[64 * INCV3_BLK];
+        float *lanes = taps <= 64 ? on_stack
+                                  : incv3_mem_must((size_t)taps * INCV3_BLK * sizeof(float), 64,
+                                                   "the scratch of conv_gemm_pack__" KERNEL_ISA_STR);
+        for (int cb = 0; cb < CB; cb++) {
+            for (int i = 0; i < INCV3_BLK; i++) {
+                const int c = cb * INCV3_BLK + i;
+                const float *src = w + ((size_t)k * s->c + c) * taps;
+                for (int t = 0; t < taps; t++)
+                    lanes[t * INCV3_BLK + i] = k < s->k && c < s->c ? src[t] : 0.0f;
+            }
             for (int ih = 0; ih < s->h; ih++)
                 for (int iw = 0; iw < s->w; iw++) {
                     float *dst = pk + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK;
                     const int t = cg_tap(s, ih, iw);
-                    for (int i = 0; i < INCV3_BLK; i++) {
-                        const int c = cb * INCV3_BLK + i;
-                        dst[i] = t >= 0 && k < s->k && c < s->c ? wk[(size_t)c * taps + t] : 0.0f;
-                    }
+                    if (t < 0)
+                        memset(dst, 0, INCV3_BLK * sizeof(float));
+                    else
+                        memcpy(dst, lanes + (size_t)t * INCV3_BLK, INCV3_BLK * sizeof(float));
                 }
+        }
+        if (lanes != on_stack)
+            free(lanes);
     }
 }
 
@@ -178,15 +191,19 @@ void ISA_NAME(conv_bwd_weights_f32_gemm__)(const incv3_conv_shape *s, const floa
     /* Each tap meets at most one input pixel (one output pixel): its entry of G, or 0. */
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < s->k; k++)
-        for (int c = 0; c < s->c; c++)
-            for (int t = 0; t < taps; t++) {
-                const int ih = t / s->kw - s->pad_top, iw = t % s->kw - s->pad_left;
-                const int cb = c / INCV3_BLK, i = c % INCV3_BLK;
-                dw[((size_t)k * s->c + c) * taps + t] =
-                    ih >= 0 && ih < s->h && iw >= 0 && iw < s->w
-                        ? gk[(size_t)k * d + (((size_t)cb * s->h + ih) * s->w + iw) * INCV3_BLK + i]
-                        : 0.0f;
+        for (int c = 0; c < s->c; c++) {
+            const float *g = gk + (size_t)k * d + (size_t)(c / INCV3_BLK) * s->h * s->w * INCV3_BLK + c % INCV3_BLK;
+            float *dst = dw + ((size_t)k * s->c + c) * taps;
+            for (int r = 0; r < s->kh; r++) {
+                const int ih = r - s->pad_top;
+                for (int q = 0; q < s->kw; q++) {
+                    const int iw = q - s->pad_left;
+                    dst[r * s->kw + q] = ih >= 0 && ih < s->h && iw >= 0 && iw < s->w
+                                             ? g[((size_t)ih * s->w + iw) * INCV3_BLK]
+                                             : 0.0f;
+                }
             }
+        }
     free(gk);
 }
 
