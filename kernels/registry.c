@@ -53,8 +53,10 @@
     BWD_WEIGHTS(conv_bwd_weights_f32_direct__##sfx, "direct", isa_, INCV3_LAYOUT_NCHW8C, NULL,               \
                 .scratch_floats = conv_weights_oihw8i8o_floats)
 
-/* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h), and of one
- * with more output pixels by im2col (common/conv_gemm_im2col_driver.h). */
+/* The three passes of a convolution with a 1x1 output as GEMMs (common/conv_gemm_driver.h), of one with
+ * more output pixels by im2col (common/conv_gemm_im2col_driver.h), and of a 1 x r or r x 1 one over short
+ * lines with the weights' Toeplitz matrix (common/conv_gemm_toeplitz_driver.h: fewer multiply-adds than
+ * im2col where both serve, so it comes first for --conv-algo gemm). */
 #define GEMM(isa_, sfx)                                                                                      \
     FWD(conv_fwd_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,              \
         .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx,                     \
@@ -63,6 +65,16 @@
              .packed_floats = conv_gemm_weights_floats__##sfx, .pack = conv_gemm_pack__##sfx),              \
     BWD_WEIGHTS(conv_bwd_weights_f32_gemm__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_supports__##sfx,  \
                 .scratch_floats = NULL),                                                                 \
+    FWD(conv_fwd_f32_gemm_toeplitz__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_toeplitz_supports__##sfx,  \
+        .packed_floats = conv_gemm_toeplitz_weights_floats__##sfx, .pack = conv_gemm_toeplitz_pack__##sfx,         \
+        .fwd_stats = conv_fwd_stats_f32_gemm_toeplitz__##sfx,                                                   \
+        .fwd_bn_relu_infer = conv_bn_relu_fwd_infer_f32_gemm_toeplitz__##sfx,                                   \
+        .scratch_floats = conv_gemm_toeplitz_scratch_floats__##sfx),                                            \
+    BWD_DATA(conv_bwd_data_f32_gemm_toeplitz__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C,                           \
+             conv_gemm_toeplitz_supports__##sfx, .packed_floats = conv_gemm_toeplitz_weights_floats__##sfx,       \
+             .pack = conv_gemm_toeplitz_pack__##sfx, .scratch_floats = conv_gemm_toeplitz_scratch_floats__##sfx), \
+    BWD_WEIGHTS(conv_bwd_weights_f32_gemm_toeplitz__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C,                     \
+                conv_gemm_toeplitz_supports__##sfx, .scratch_floats = conv_gemm_toeplitz_scratch_floats__##sfx), \
     FWD(conv_fwd_f32_gemm_im2col__##sfx, "gemm", isa_, INCV3_LAYOUT_NCHW8C, conv_gemm_im2col_supports__##sfx,      \
         .packed_floats = conv_gemm_im2col_weights_floats__##sfx, .pack = conv_gemm_im2col_pack__##sfx,             \
         .fwd_stats = conv_fwd_stats_f32_gemm_im2col__##sfx,                                                     \

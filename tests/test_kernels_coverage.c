@@ -43,6 +43,9 @@ static const kern_shape kern_shapes[] = {
      * window over a whole 3x3 map, and one that leaves a 4x4 map's last row and column unread */
     {1, 1, 1, 0, 0, 1, 1}, {3, 3, 1, 1, 1, 1, 1}, {1, 3, 1, 0, 1, 1, 1}, {3, 1, 1, 1, 0, 1, 1},
     {3, 3, 2, 0, 0, 3, 3}, {3, 3, 2, 0, 0, 4, 4},
+    /* 1 x r and r x 1 over short lines (the 75x75 model's 17x17 stage at 3x3): taps past both ends, a line
+     * longer than the kernel, a kernel longer than the line without padding on one side */
+    {1, 7, 1, 0, 3, 3, 3}, {7, 1, 1, 3, 0, 3, 5}, {1, 3, 1, 0, 1, 2, 8}, {5, 1, 1, 1, 0, 6, 3},
 };
 static const int chan_counts[] = {5, 13, 16};
 

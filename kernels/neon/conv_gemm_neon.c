@@ -8,3 +8,4 @@
 #define CONV_GEMM gemm_f32_8x12__neon
 #include "common/conv_gemm_driver.h"
 #include "common/conv_gemm_im2col_driver.h"
+#include "common/conv_gemm_toeplitz_driver.h"

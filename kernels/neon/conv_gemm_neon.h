@@ -25,4 +25,9 @@ INCV3_CONV_GEMM_DECLARE(gemm, neon)
 INCV3_CONV_GEMM_DECLARE(gemm_im2col, neon)
 size_t conv_gemm_im2col_scratch_floats__neon(const incv3_conv_shape *s);
 
+/* 1 x r and r x 1 convolutions over lines of at most 8 pixels as GEMMs with the Toeplitz matrix of the
+ * weights along the line (common/conv_gemm_toeplitz_driver.h); the same contracts. */
+INCV3_CONV_GEMM_DECLARE(gemm_toeplitz, neon)
+size_t conv_gemm_toeplitz_scratch_floats__neon(const incv3_conv_shape *s);
+
 #endif
