@@ -188,21 +188,26 @@ void ISA_NAME(conv_bwd_weights_f32_gemm__)(const incv3_conv_shape *s, const floa
     }
     float *gk = incv3_mem_must((size_t)kp * d * sizeof(float), 64, "the scratch of conv_bwd_weights_f32_gemm__" KERNEL_ISA_STR);
     CONV_GEMM(kp, (int)d, s->n, dy8c, kp, 1, x8c, (int)d, 0, gk, (int)d, 0);
-    /* Each tap meets at most one input pixel (one output pixel): its entry of G, or 0. */
+    /* Each tap meets at most one input pixel (one output pixel): its entry of G, or 0. Per output channel
+     * and input block, each tap's 8 lanes (contiguous in G) go to the block's 8 rows of dw. */
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < s->k; k++)
-        for (int c = 0; c < s->c; c++) {
-            const float *g = gk + (size_t)k * d + (size_t)(c / INCV3_BLK) * s->h * s->w * INCV3_BLK + c % INCV3_BLK;
-            float *dst = dw + ((size_t)k * s->c + c) * taps;
-            for (int r = 0; r < s->kh; r++) {
-                const int ih = r - s->pad_top;
+        for (int cb = 0; cb < incv3_blocks8(s->c); cb++) {
+            const float *g = gk + (size_t)k * d + (size_t)cb * s->h * s->w * INCV3_BLK;
+            const int lanes = s->c - cb * INCV3_BLK < INCV3_BLK ? s->c - cb * INCV3_BLK : INCV3_BLK;
+            float *dst = dw + ((size_t)k * s->c + (size_t)cb * INCV3_BLK) * taps;
+            for (int r = 0; r < s->kh; r++)
                 for (int q = 0; q < s->kw; q++) {
-                    const int iw = q - s->pad_left;
-                    dst[r * s->kw + q] = ih >= 0 && ih < s->h && iw >= 0 && iw < s->w
-                                             ? g[((size_t)ih * s->w + iw) * INCV3_BLK]
-                                             : 0.0f;
+                    const int ih = r - s->pad_top, iw = q - s->pad_left, t = r * s->kw + q;
+                    if (ih >= 0 && ih < s->h && iw >= 0 && iw < s->w) {
+                        const float *v = g + ((size_t)ih * s->w + iw) * INCV3_BLK;
+                        for (int i = 0; i < lanes; i++)
+                            dst[(size_t)i * taps + t] = v[i];
+                    } else {
+                        for (int i = 0; i < lanes; i++)
+                            dst[(size_t)i * taps + t] = 0.0f;
+                    }
                 }
-            }
         }
     free(gk);
 }
