@@ -63,6 +63,19 @@ size_t ISA_NAME(conv_gemm_weights_floats__)(const incv3_conv_shape *s)
     return cg_pack_is_oihw(s) ? 0 : (size_t)cg_kpad(s) * cg_row(s);
 }
 
+/* One pixel's 8 lanes v into a blocked tensor's pixel d holding `lanes` real channels: overwritten (padding
+ * lanes +0) or accumulated (padding lanes keep their values). */
+static inline void cg_put_pixel(float *d, const float *v, int lanes, int accumulate)
+{
+    if (accumulate) {
+        for (int l = 0; l < lanes; l++)
+            d[l] += v[l];
+    } else {
+        for (int l = 0; l < INCV3_BLK; l++)
+            d[l] = l < lanes ? v[l] : 0.0f;
+    }
+}
+
 /* The tap of kernel row r, column q that input pixel (ih, iw) meets, or -1. */
 static inline int cg_tap(const incv3_conv_shape *s, int ih, int iw)
 {

@@ -113,17 +113,8 @@ static void cg2_scatter(int n, int nb, int c, size_t hw, const float *rows, floa
             const int lanes = c - b * INCV3_BLK < INCV3_BLK ? c - b * INCV3_BLK : INCV3_BLK;
             const float *src = rows + (size_t)i * hw * rl + (size_t)b * INCV3_BLK;
             float *dst = t8c + ((size_t)i * nb + b) * hw * INCV3_BLK;
-            for (size_t q = 0; q < hw; q++) {
-                float *d = dst + q * INCV3_BLK;
-                const float *r = src + q * rl;
-                if (accumulate) {
-                    for (int l = 0; l < lanes; l++)
-                        d[l] += r[l];
-                } else {
-                    for (int l = 0; l < INCV3_BLK; l++)
-                        d[l] = l < lanes ? r[l] : 0.0f;
-                }
-            }
+            for (size_t q = 0; q < hw; q++)
+                cg_put_pixel(dst + q * INCV3_BLK, src + q * rl, lanes, accumulate);
         }
 }
 

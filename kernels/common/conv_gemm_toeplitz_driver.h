@@ -137,15 +137,7 @@ static void cg3_scatter(const cg3_lines *g, int nb, int c, int hh, int ww, int l
             const float *src = rows + (size_t)row * rl + (size_t)p * nb * INCV3_BLK;
             for (int b = 0; b < nb; b++) {
                 const int lanes = c - b * INCV3_BLK < INCV3_BLK ? c - b * INCV3_BLK : INCV3_BLK;
-                float *d = dst + (size_t)b * plane;
-                const float *v = src + (size_t)b * INCV3_BLK;
-                if (accumulate) {
-                    for (int l = 0; l < lanes; l++)
-                        d[l] += v[l];
-                } else {
-                    for (int l = 0; l < INCV3_BLK; l++)
-                        d[l] = l < lanes ? v[l] : 0.0f;
-                }
+                cg_put_pixel(dst + (size_t)b * plane, src + (size_t)b * INCV3_BLK, lanes, accumulate);
             }
         }
 }
